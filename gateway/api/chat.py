@@ -1,0 +1,32 @@
+"""`POST /v1/chat/completions`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.api.deps import State
+from gateway.api.responses import respond
+from gateway.protocol import ChatCompletionRequest, SamplingFields
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def note_unknown_fields(body: SamplingFields) -> None:
+    unknown = body.unknown_fields()
+    if unknown:
+        log.info("request fields outside the OpenAI schema, passed on: %s", ", ".join(unknown))
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, state: State
+) -> Response:
+    route, policy, params = state.router.resolve(body.model, body.options())
+    request.state.labels = (route.alias, policy.name)
+    note_unknown_fields(body)
+    events = policy.chat(body, params)
+    return await respond(request, state, body, "chat", body.n, events)

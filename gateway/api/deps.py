@@ -1,0 +1,16 @@
+"""Typed dependencies: handlers reach the app's state through these, never through globals."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from gateway.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return cast(AppState, request.app.state.tandem)
+
+
+State = Annotated[AppState, Depends(get_state)]

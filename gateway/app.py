@@ -1,0 +1,68 @@
+"""The FastAPI application: state built in the lifespan, routes, the gate, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.api import chat, completions, errors, health, models
+from gateway.api.gate import Gate
+from gateway.auth import KeyChecker
+from gateway.config import Settings, load_catalog, settings_from_env
+from gateway.metrics import Metrics
+from gateway.routing import Router, build_router
+from gateway.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def build_state(settings: Settings) -> AppState:
+    """Validate everything that can be validated without starting a backend."""
+    catalog = load_catalog(settings)
+    router = build_router(catalog, str(settings.catalog_path()))
+    return AppState(settings, router, Metrics(), KeyChecker(settings.all_api_keys()))
+
+
+async def start_backends(router: Router) -> None:
+    await asyncio.gather(*(backend.start() for backend in router.backends.values()))
+
+
+async def close_backends(router: Router) -> None:
+    await asyncio.gather(
+        *(backend.aclose() for backend in router.backends.values()), return_exceptions=True
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or settings_from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.tandem = state
+        await start_backends(state.router)
+        log.info(
+            "serving %d model aliases: %s",
+            len(state.router.routes),
+            ", ".join(state.router.aliases()),
+        )
+        try:
+            yield
+        finally:
+            await close_backends(state.router)
+
+    app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan)
+    for module in (chat, completions, models, health):
+        app.include_router(module.router)
+    errors.install(app)
+    app.add_middleware(Gate)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers, which rebuild settings from `TANDEM_*`."""
+    return create_app()

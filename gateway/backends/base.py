@@ -1,0 +1,56 @@
+"""The backend contract: one model Tandem can talk to.
+
+A backend streams chat and legacy completions as typed events (`gateway.events`), reports its
+health, and owns whatever it opened (HTTP pools, loaded weights) until `aclose()`. Backends
+that give token-level control add token sessions on top of this.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.events import EventStream
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
+
+
+class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backend(ABC):
+    """One model. Subclasses declare their `Config` and register under a kind name."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[BackendConfig]] = BackendConfig
+    #: content-part types a chat message may carry for this backend
+    content_types: frozenset[str] = frozenset({"text"})
+
+    def __init__(self, name: str, config: Any) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def model_id(self) -> str:
+        """What identifies the model behind this backend (cache keys, logs)."""
+        return self.name
+
+    async def start(self) -> None:
+        """Open clients or load weights; called once in the app's lifespan."""
+
+    async def aclose(self) -> None:
+        """Release what `start` opened."""
+
+    @abstractmethod
+    async def health(self) -> None:
+        """Return if the backend can serve now; raise an `UpstreamError` saying why not."""
+
+    @abstractmethod
+    def chat(self, request: ChatCompletionRequest) -> EventStream:
+        """Stream one chat completion (all `n` choices) as events."""
+
+    @abstractmethod
+    def complete(self, request: CompletionRequest) -> EventStream:
+        """Stream one legacy completion (every prompt times `n`) as events."""

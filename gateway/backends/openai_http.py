@@ -1,0 +1,290 @@
+"""A backend for any OpenAI-compatible server: vLLM, mlx_lm.server, llama.cpp, another Tandem.
+
+Upstream is always asked to stream with usage; a non-streaming client gets the same stream,
+consumed. This module is the one place where httpx errors and upstream error bodies become
+Tandem errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from pydantic import Field
+
+from gateway.backends import register
+from gateway.backends.base import Backend, BackendConfig
+from gateway.errors import (
+    InvalidRequest,
+    RateLimited,
+    TandemError,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.events import Delta, Event, EventStream, Finish, Usage
+from gateway.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_BODY = 4096
+RETRY_AFTER_UNAVAILABLE = 5.0
+
+
+class OpenAIBackendConfig(BackendConfig):
+    base_url: str = Field(pattern=r"^https?://")
+    model: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=120.0, gt=0)
+    health_timeout: float = Field(default=3.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
+    content_types: list[str] = Field(default_factory=lambda: ["text"])
+
+
+@register("openai")
+class OpenAIBackend(Backend):
+    kind = "openai"
+    Config = OpenAIBackendConfig
+
+    def __init__(self, name: str, config: OpenAIBackendConfig) -> None:
+        super().__init__(name, config)
+        self.settings = config
+        self.content_types = frozenset(config.content_types)
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.settings.model}"
+
+    def _headers(self) -> dict[str, str]:
+        key = self.settings.api_key
+        if key is None and self.settings.api_key_env:
+            key = os.environ.get(self.settings.api_key_env)
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    async def start(self) -> None:
+        cfg = self.settings
+        self._client = httpx.AsyncClient(
+            base_url=cfg.base_url.rstrip("/") + "/",
+            headers=self._headers(),
+            timeout=httpx.Timeout(
+                connect=cfg.connect_timeout,
+                read=cfg.read_timeout,
+                write=cfg.read_timeout,
+                pool=cfg.connect_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_connections,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise UpstreamUnavailable(f"backend '{self.name}' is not started")
+        return self._client
+
+    async def health(self) -> None:
+        try:
+            response = await self.client.get("models", timeout=self.settings.health_timeout)
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(self.name, exc) from None
+        if response.status_code >= 400:
+            raise UpstreamUnavailable(
+                f"backend '{self.name}' answered {response.status_code} to a health check"
+            )
+
+    def chat(self, request: ChatCompletionRequest) -> EventStream:
+        payload = upstream_payload(request, self.settings.model)
+        payload.pop("max_completion_tokens", None)
+        if request.max_output_tokens is not None:
+            payload["max_tokens"] = request.max_output_tokens
+        return self._stream("chat/completions", payload, chat_events)
+
+    def complete(self, request: CompletionRequest) -> EventStream:
+        payload = upstream_payload(request, self.settings.model)
+        return self._stream("completions", payload, completion_events)
+
+    async def _stream(
+        self, path: str, payload: dict[str, Any], to_events: ChunkParser
+    ) -> EventStream:
+        usage: Usage | None = None
+        finished: set[int] = set()
+        chunks = 0
+        async with self._open(path, payload) as response:
+            async for chunk in sse_json(response, self.name):
+                chunks += 1
+                if chunk.get("usage"):
+                    usage = parse_usage(chunk["usage"], self.name)
+                for event in to_events(chunk):
+                    if isinstance(event, Finish):
+                        finished.add(event.index)
+                    yield event
+        if not finished:
+            raise UpstreamBadResponse(
+                f"backend '{self.name}' ended its stream before any choice finished"
+            )
+        yield usage or Usage(prompt_tokens=0, completion_tokens=chunks)
+
+    @asynccontextmanager
+    async def _open(self, path: str, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self.client.stream("POST", path, json=payload) as response:
+                if response.status_code >= 400:
+                    body = await _read_bounded(response)
+                    raise translate_status(self.name, response, body)
+                yield response
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(self.name, exc) from None
+
+
+ChunkParser = Any  # Callable[[dict[str, Any]], Iterator[Event]]; kept loose for speed
+
+
+def upstream_payload(request: SamplingFields, model: str) -> dict[str, Any]:
+    payload = request.model_dump(exclude_unset=True, exclude={"tandem", "stream_options"})
+    payload["model"] = model
+    payload["stream"] = True
+    payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+async def sse_json(response: httpx.Response, backend: str) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of an SSE stream; comments and other fields are skipped."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise UpstreamBadResponse(
+                f"backend '{backend}' sent a chunk that is not JSON"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise UpstreamBadResponse(f"backend '{backend}' sent a chunk that is not an object")
+        if "error" in chunk or chunk.get("object") == "error":
+            raise UpstreamBadResponse(f"backend '{backend}' failed: {error_message(chunk)}")
+        yield chunk
+
+
+def chat_events(chunk: dict[str, Any]) -> list[Event]:
+    events: list[Event] = []
+    for choice in chunk.get("choices") or ():
+        index = choice.get("index", 0)
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        tool_calls = delta.get("tool_calls")
+        logprobs = choice.get("logprobs")
+        if text or reasoning or tool_calls or logprobs:
+            events.append(Delta(index, text, "main", reasoning, tool_calls, logprobs))
+        if choice.get("finish_reason"):
+            events.append(Finish(index, choice["finish_reason"]))
+    return events
+
+
+def completion_events(chunk: dict[str, Any]) -> list[Event]:
+    events: list[Event] = []
+    for choice in chunk.get("choices") or ():
+        index = choice.get("index", 0)
+        text = choice.get("text") or ""
+        logprobs = choice.get("logprobs")
+        if text or logprobs:
+            events.append(Delta(index, text, "main", logprobs=logprobs))
+        if choice.get("finish_reason"):
+            events.append(Finish(index, choice["finish_reason"]))
+    return events
+
+
+def parse_usage(raw: Any, backend: str) -> Usage:
+    try:
+        extra = {k: v for k, v in raw.items() if k.endswith("_details") and v}
+        return Usage(int(raw["prompt_tokens"]), int(raw["completion_tokens"]), extra or None)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UpstreamBadResponse(f"backend '{backend}' sent malformed usage") from None
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    body = b""
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return body[:MAX_ERROR_BODY]
+
+
+def error_message(body: Any) -> str:
+    """The message of any of the error shapes upstream servers use."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            message = inner.get("message") or inner.get("detail")
+            if message:
+                return str(message)[:500]
+        elif isinstance(inner, str):
+            return inner[:500]
+        if "detail" in body:
+            return str(body["detail"])[:500]
+    return "no detail given"
+
+
+def translate_status(backend: str, response: httpx.Response, body: bytes) -> TandemError:
+    status = response.status_code
+    try:
+        message = error_message(json.loads(body))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        message = body.decode("utf-8", "replace").strip()[:500] or "no detail given"
+    retry_after = _retry_after(response)
+    if status in (400, 413, 422):
+        return InvalidRequest(f"backend '{backend}' rejected the request: {message}")
+    if status == 429:
+        return RateLimited(f"backend '{backend}' is rate limited", retry_after=retry_after or 1)
+    if status in (401, 403):
+        log.warning("backend %s refused the gateway's credentials (%s)", backend, status)
+        return UpstreamBadResponse(f"backend '{backend}' refused the gateway's credentials")
+    if status in (502, 503, 504):
+        return UpstreamUnavailable(
+            f"backend '{backend}' is unavailable ({status})",
+            retry_after=retry_after or RETRY_AFTER_UNAVAILABLE,
+        )
+    return UpstreamBadResponse(f"backend '{backend}' failed with status {status}: {message}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def translate_transport_error(backend: str, exc: httpx.HTTPError) -> UpstreamError:
+    log.warning("backend %s: %s", backend, type(exc).__name__)
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return UpstreamUnavailable(
+            f"backend '{backend}' did not accept a connection in time",
+            retry_after=RETRY_AFTER_UNAVAILABLE,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"backend '{backend}' did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamUnavailable(
+            f"backend '{backend}' is unreachable", retry_after=RETRY_AFTER_UNAVAILABLE
+        )
+    return UpstreamBadResponse(f"backend '{backend}' closed the connection unexpectedly")

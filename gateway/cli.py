@@ -1,0 +1,73 @@
+"""`tandem serve`: validate the catalog, then serve it with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import build_state
+from gateway.config import CatalogError, Settings, export_to_env, settings_from_env
+
+EXIT_BAD_CONFIG = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tandem", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible API")
+    serve.add_argument("--config", type=Path, help="catalog YAML (default: built-in catalog)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+    check = commands.add_parser("check", help="validate the catalog and exit")
+    check.add_argument("--config", type=Path)
+    return parser.parse_args(argv)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    return settings_from_env(
+        config=args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
+        log_level=getattr(args, "log_level", None),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+        state = build_state(settings)
+    except CatalogError as exc:
+        print(f"tandem: bad catalog: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except ValueError as exc:
+        print(f"tandem: bad settings: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.command == "check":
+        print(f"catalog ok: {', '.join(state.router.aliases())}")
+        return 0
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    export_to_env(settings)
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

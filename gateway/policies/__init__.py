@@ -1,0 +1,14 @@
+"""Policy registry."""
+
+from __future__ import annotations
+
+from gateway.policies.base import ParamError, Policy, PolicyParams
+from gateway.registry import Registry
+
+policies: Registry[Policy] = Registry(
+    "policy",
+    lazy={"direct": "gateway.policies.direct"},
+)
+register = policies.register
+
+__all__ = ["ParamError", "Policy", "PolicyParams", "policies", "register"]

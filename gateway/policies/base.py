@@ -1,0 +1,81 @@
+"""The policy contract: one request in, an async stream of typed events out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.backends.base import Backend
+from gateway.config import error_key
+from gateway.errors import InvalidRequest
+from gateway.events import EventStream
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
+
+
+class PolicyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamError(ValueError):
+    """A policy parameter that cannot be used; `key` is its name."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+class Policy(ABC):
+    """Turns requests into events using the alias's backends, keyed by role."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[PolicyParams]] = PolicyParams
+
+    def __init__(self, alias: str, backends: Mapping[str, Backend]) -> None:
+        self.alias = alias
+        self.backends = dict(backends)
+
+    def parse_params(self, raw: Mapping[str, Any]) -> PolicyParams:
+        """Validate parameters against `Params`, then against the backends this alias has."""
+        try:
+            params = self.Params.model_validate(dict(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ParamError(error_key(first["loc"]), first["msg"]) from None
+        self.check_params(params)
+        return params
+
+    def check_params(self, params: PolicyParams) -> None:
+        """Raise `ParamError` when valid parameters do not fit this alias's backends."""
+
+    def backend(self, role: str, key: str = "role") -> Backend:
+        try:
+            return self.backends[role]
+        except KeyError:
+            roles = ", ".join(sorted(self.backends))
+            raise ParamError(key, f"no backend plays the role '{role}' (roles: {roles})") from None
+
+    @abstractmethod
+    def chat(self, request: ChatCompletionRequest, params: Any) -> EventStream:
+        """Events for one chat completion. Raise `TandemError`s before the first event when
+        the request cannot be served; they become HTTP errors."""
+
+    @abstractmethod
+    def complete(self, request: CompletionRequest, params: Any) -> EventStream:
+        """Events for one legacy completion."""
+
+
+def check_content_types(request: ChatCompletionRequest, backend: Backend) -> None:
+    """Refuse message parts (images, audio, ...) the backend cannot take."""
+    for i, message in enumerate(request.messages):
+        if isinstance(message.content, list):
+            for j, part in enumerate(message.content):
+                if part.type not in backend.content_types:
+                    raise InvalidRequest(
+                        f"content parts of type '{part.type}' are not supported by this model",
+                        param=f"messages[{i}].content[{j}]",
+                        code="unsupported_content_type",
+                    )
