@@ -5,9 +5,10 @@ body (Tandem's `direct` policy passes unknown fields on, so a test can script on
 `{"fake": {"mode": "close_mid", "chunks": 5}}`. Every request is recorded, including whether the
 client went away before the answer was complete.
 
-Modes: `ok`; `error` (status + body in an OpenAI, vLLM or plain-text shape); `hang` (never
-answers); `close_mid` (drops the connection after `close_after` chunks); `error_in_stream`
-(an in-band error event after `close_after` chunks).
+Modes: `ok`; `tools` (streams one tool call in fragments); `error` (status + body in an
+OpenAI, vLLM or plain-text shape); `hang` (never answers); `close_mid` (drops the connection
+after `close_after` chunks); `error_in_stream` (an in-band error event after `close_after`
+chunks).
 
 Run alone: `python -m loadtests.fake_upstream --port 9000 --ttft 0.02 --itl 0.01 --chunks 64`.
 """
@@ -28,6 +29,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+TOOL_CALL_FRAGMENTS = [
+    {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    },
+    {"index": 0, "function": {"arguments": '{"city": '}},
+    {"index": 0, "function": {"arguments": '"Paris"}'}},
+]
 
 
 @dataclass(frozen=True)
@@ -70,8 +82,12 @@ def error_body(config: FakeConfig) -> Response:
     if config.error_shape == "text":
         return PlainTextResponse(message, status_code=config.error_status)
     if config.error_shape == "vllm":
-        payload: dict[str, Any] = {"object": "error", "message": message, "type": "BadRequest",
-                                   "code": config.error_status}
+        payload: dict[str, Any] = {
+            "object": "error",
+            "message": message,
+            "type": "BadRequest",
+            "code": config.error_status,
+        }
     else:
         payload = {"error": {"message": message, "type": "server_error", "code": None}}
     return JSONResponse(payload, status_code=config.error_status)
@@ -81,11 +97,13 @@ class FakeUpstream:
     def __init__(self, config: FakeConfig | None = None) -> None:
         self.config = config or FakeConfig()
         self.records: list[Record] = []
-        self.app = Starlette(routes=[
-            Route("/v1/chat/completions", self._handle, methods=["POST"]),
-            Route("/v1/completions", self._handle, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._handle, methods=["POST"]),
+                Route("/v1/completions", self._handle, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -107,8 +125,9 @@ class FakeUpstream:
             return StreamingResponse(self._hang(record), media_type="text/event-stream")
         chat = request.url.path.endswith("chat/completions")
         if body.get("stream"):
-            return StreamingResponse(self._stream(record, config, chat),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                self._stream(record, config, chat), media_type="text/event-stream"
+            )
         return JSONResponse(await self._whole(record, config, chat))
 
     async def _hang(self, record: Record) -> AsyncIterator[bytes]:
@@ -137,14 +156,41 @@ class FakeUpstream:
         try:
             await asyncio.sleep(config.ttft)
             if chat:
-                yield event({"choices": [{"index": i, "delta": {"role": "assistant"},
-                                          "finish_reason": None} for i in range(n)]})
+                yield event(
+                    {
+                        "choices": [
+                            {"index": i, "delta": {"role": "assistant"}, "finish_reason": None}
+                            for i in range(n)
+                        ]
+                    }
+                )
+            if config.mode == "tools":
+                for fragment in TOOL_CALL_FRAGMENTS:
+                    yield event(
+                        {
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"tool_calls": [fragment]},
+                                    "finish_reason": None,
+                                }
+                            ]
+                        }
+                    )
+                yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                yield b"data: [DONE]\n\n"
+                record.completed = True
+                return
             for k, word in enumerate(words(config.chunks)):
                 if k and config.itl:
                     await asyncio.sleep(config.itl)
                 if config.mode in ("close_mid", "error_in_stream") and k == config.close_after:
                     if config.mode == "error_in_stream":
-                        yield b'data: {"error": {"message": "' + config.error_message.encode() + b'"}}\n\n'
+                        yield (
+                            b'data: {"error": {"message": "'
+                            + config.error_message.encode()
+                            + b'"}}\n\n'
+                        )
                         break
                     raise ConnectionAbortedError("scripted mid-stream close")
                 if config.comments:
@@ -153,9 +199,11 @@ class FakeUpstream:
             else:
                 yield event({"choices": [self._choice(chat, i, "", "length") for i in range(n)]})
                 if config.send_usage and (body.get("stream_options") or {}).get("include_usage"):
-                    usage = {"prompt_tokens": count_prompt(body),
-                             "completion_tokens": config.chunks * n,
-                             "total_tokens": count_prompt(body) + config.chunks * n}
+                    usage = {
+                        "prompt_tokens": count_prompt(body),
+                        "completion_tokens": config.chunks * n,
+                        "total_tokens": count_prompt(body) + config.chunks * n,
+                    }
                     yield event({"choices": [], "usage": usage})
             yield b"data: [DONE]\n\n"
             record.completed = True
@@ -168,24 +216,39 @@ class FakeUpstream:
         n = int(record.body.get("n") or 1)
         text = "".join(words(config.chunks))
         if chat:
-            choices = [{"index": i, "message": {"role": "assistant", "content": text},
-                        "finish_reason": "length"} for i in range(n)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length",
+                }
+                for i in range(n)
+            ]
         else:
             choices = [{"index": i, "text": text, "finish_reason": "length"} for i in range(n)]
         record.completed = True
         prompt = count_prompt(record.body)
-        return {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
-                "created": int(time.time()), "model": record.body["model"], "choices": choices,
-                "usage": {"prompt_tokens": prompt, "completion_tokens": config.chunks * n,
-                          "total_tokens": prompt + config.chunks * n}}
+        return {
+            "id": "fake-1",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": record.body["model"],
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": config.chunks * n,
+                "total_tokens": prompt + config.chunks * n,
+            },
+        }
 
 
 class ServerThread:
     """An ASGI app served by uvicorn on loopback in a background thread."""
 
     def __init__(self, app: Any, port: int = 0) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

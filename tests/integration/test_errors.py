@@ -1,0 +1,209 @@
+"""Every failure is an OpenAI error envelope with the right status, before or inside a stream."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.servers import UPSTREAM_KEY
+
+
+def chat(model: str = "relay", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    body.update(fields)
+    return body
+
+
+def post(url: str, body: Any, path: str = "/v1/chat/completions", **kw: Any) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=10, **kw)
+
+
+def envelope(response: httpx.Response) -> dict[str, Any]:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return dict(error)
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    return [line[6:] for line in response.text.split("\n\n") if line.startswith("data: ")]
+
+
+def test_malformed_json_is_400(gateway_url: str) -> None:
+    response = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        content=b'{"model": "relay", "messages": [',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = envelope(response)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"temperature": 5}, "temperature"),
+        ({"n": 0}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content"),
+        ({"top_logprobs": 3}, None),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"tandem": {"policy": 3}}, "tandem.policy"),
+    ],
+)
+def test_schema_violations_are_400_naming_the_field(
+    gateway_url: str, fields: dict[str, Any], param: str | None
+) -> None:
+    response = post(gateway_url, chat(**fields))
+    assert response.status_code == 400
+    error = envelope(response)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert "Traceback" not in error["message"]
+
+
+def test_missing_model_field_is_400(gateway_url: str) -> None:
+    response = post(gateway_url, {"messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 400
+    assert envelope(response)["param"] == "model"
+
+
+def test_unknown_model_is_404_listing_aliases(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert "echo, pair, relay" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("override", "param"),
+    [
+        ({"policy": "nonesuch"}, "tandem.policy"),
+        ({"role": "judge"}, "tandem.role"),
+        ({"threshold": 0.3}, "tandem.threshold"),
+    ],
+)
+def test_bad_policy_override_is_400(gateway_url: str, override: dict[str, Any], param: str) -> None:
+    response = post(gateway_url, chat(tandem=override))
+    assert response.status_code == 400
+    assert envelope(response)["param"] == param
+
+
+def test_unsupported_content_part_is_400(gateway_url: str) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    body = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x"}, image]}])
+    response = post(gateway_url, body)
+    assert response.status_code == 400
+    assert envelope(response)["param"] == "messages[0].content[1]"
+
+
+def test_fields_the_backend_cannot_honour_are_refused(gateway_url: str) -> None:
+    response = post(gateway_url, chat("echo", tools=[{"type": "function", "function": {}}]))
+    assert response.status_code == 400
+    error = envelope(response)
+    assert error["param"] == "tools"
+    assert error["code"] == "unsupported_field"
+
+
+def test_body_over_the_limit_is_413(gateway_url: str) -> None:
+    big = chat(messages=[{"role": "user", "content": "x" * (70 * 1024)}])
+    response = post(gateway_url, big)
+    assert response.status_code == 413
+    assert envelope(response)["code"] == "payload_too_large"
+    chunked = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        content=iter([json.dumps(big).encode()]),
+        headers={"content-type": "application/json"},
+    )
+    assert chunked.status_code == 413
+
+
+def test_unreachable_upstream_is_503_with_retry_after(gateway_url: str) -> None:
+    for stream in (False, True):
+        response = post(gateway_url, chat("down", stream=stream))
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) >= 1
+        error = envelope(response)
+        assert error["code"] == "upstream_unavailable"
+        assert "127.0.0.1" not in error["message"]
+        assert "down" in error["message"]
+
+
+def test_hanging_upstream_is_504(gateway_url: str) -> None:
+    response = post(gateway_url, chat(fake={"mode": "hang"}))
+    assert response.status_code == 504
+    assert envelope(response)["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(
+    ("shape", "status", "expected"),
+    [
+        ("openai", 500, 502),
+        ("vllm", 500, 502),
+        ("text", 500, 502),
+        ("openai", 503, 503),
+        ("vllm", 400, 400),
+        ("openai", 429, 429),
+    ],
+)
+def test_upstream_error_bodies_are_normalised(
+    gateway_url: str, shape: str, status: int, expected: int
+) -> None:
+    secret = f"detail-{uuid.uuid4().hex[:6]}"
+    fake = {"mode": "error", "error_status": status, "error_shape": shape, "error_message": secret}
+    response = post(gateway_url, chat(fake=fake))
+    assert response.status_code == expected
+    error = envelope(response)
+    if expected in (400, 502) and status != 503:
+        assert secret in error["message"], "the upstream's reason is passed on"
+    assert UPSTREAM_KEY not in response.text
+
+
+def test_upstream_auth_failure_never_leaks_the_key(gateway_url: str) -> None:
+    fake = {"mode": "error", "error_status": 401, "error_message": f"bad key {UPSTREAM_KEY}"}
+    response = post(gateway_url, chat(fake=fake))
+    assert response.status_code == 502
+    assert UPSTREAM_KEY not in response.text
+    assert "credentials" in envelope(response)["message"]
+
+
+def test_close_mid_stream_is_an_in_band_error_then_done(gateway_url: str) -> None:
+    response = post(gateway_url, chat(stream=True, fake={"mode": "close_mid", "close_after": 2}))
+    assert response.status_code == 200
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "upstream_bad_response"
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
+    assert contents == ["", "w0", " w1"]
+
+
+def test_close_mid_stream_without_streaming_is_502(gateway_url: str) -> None:
+    response = post(gateway_url, chat(fake={"mode": "close_mid", "close_after": 2}))
+    assert response.status_code == 502
+
+
+def test_in_band_upstream_error_is_relayed_in_band(gateway_url: str) -> None:
+    fake = {"mode": "error_in_stream", "close_after": 1, "error_message": "oom"}
+    response = post(gateway_url, chat(stream=True, fake=fake))
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    assert "oom" in json.loads(events[-2])["error"]["message"]
+
+
+def test_unknown_route_is_an_envelope(gateway_url: str) -> None:
+    response = httpx.get(gateway_url + "/v1/nothing")
+    assert response.status_code == 404
+    assert envelope(response)["code"] == "not_found"

@@ -1,0 +1,79 @@
+"""Real servers on loopback for tests: the fake upstream and Tandem itself, each in a thread."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.app import create_app
+from gateway.config import Settings
+from loadtests.fake_upstream import FakeUpstream, Record, ServerThread
+
+UPSTREAM_KEY_ENV = "TANDEM_TEST_UPSTREAM_KEY"
+UPSTREAM_KEY = "sk-upstream-secret-123"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Upstream:
+    fake: FakeUpstream
+    url: str
+
+    def find(self, marker: str) -> Record:
+        """The one recorded request whose body mentions `marker`."""
+        hits = [r for r in self.fake.records if marker in str(r.body)]
+        assert len(hits) == 1, f"{len(hits)} upstream requests mention {marker!r}"
+        return hits[0]
+
+
+def catalog_for(upstream_url: str) -> dict[str, Any]:
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    return {
+        "backends": {
+            "up": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "model": "fake-model",
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "read_timeout": 1.0,
+            },
+            "down": {"kind": "openai", "base_url": down, "model": "m", "connect_timeout": 1.0},
+            "echo": {"kind": "echo"},
+        },
+        "models": {
+            "relay": {"policy": "direct", "backends": {"main": "up"}},
+            "down": {"policy": "direct", "backends": {"main": "down"}},
+            "echo": {"policy": "direct", "backends": {"main": "echo"}},
+            "pair": {
+                "policy": "direct",
+                "backends": {"small": "echo", "large": "up"},
+                "params": {"role": "small"},
+            },
+        },
+    }
+
+
+def write_catalog(directory: Path, catalog: dict[str, Any]) -> Path:
+    path = directory / "catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    return path
+
+
+@contextmanager
+def serve_gateway(catalog_path: Path, **settings: Any) -> Iterator[str]:
+    """Tandem on a free loopback port; yields its base URL."""
+    app = create_app(Settings(config=catalog_path, **settings))
+    with ServerThread(app) as server:
+        yield server.url
