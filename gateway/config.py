@@ -135,7 +135,8 @@ def load_catalog(settings: Settings) -> Catalog:
     """Read, merge and validate the catalog's shape; semantic checks happen when it is built."""
     path = settings.catalog_path()
     data = _read_yaml(path)
-    data = deep_merge(data, {"backends": settings.backends, "models": settings.models})
+    overrides = {"backends": settings.backends, "models": settings.models}
+    data = deep_merge(data, {key: value for key, value in overrides.items() if value})
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from contextlib import aclosing
+from collections.abc import Coroutine
+from contextlib import aclosing, suppress
 from time import perf_counter
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -83,7 +85,36 @@ async def respond(
         )
     builder = ResponseBuilder(envelope)
     builder.add(first)
+    if not await until_disconnected(request, consume(stream, builder)):
+        return Response(status_code=CLIENT_CLOSED)  # nobody is left to read it
+    return JSONResponse(builder.body())
+
+
+async def consume(stream: EventStream, builder: ResponseBuilder) -> None:
     async with aclosing(stream):
         async for event in stream:
             builder.add(event)
-    return JSONResponse(builder.body())
+
+
+async def until_disconnected(request: Request, work: Coroutine[Any, Any, None]) -> bool:
+    """Run `work`, cancelling it if the client goes away first (a non-streaming client that
+    hangs up must not keep a model busy). True when the work finished."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_for_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()
+    return True
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -143,7 +143,10 @@ class OpenAIBackend(Backend):
     @asynccontextmanager
     async def _open(self, path: str, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
         try:
-            async with self.client.stream("POST", path, json=payload) as response:
+            content = encode_payload(payload)
+            async with self.client.stream(
+                "POST", path, content=content, headers={"content-type": "application/json"}
+            ) as response:
                 if response.status_code >= 400:
                     body = await _read_bounded(response)
                     raise translate_status(self.name, response, body)
@@ -161,6 +164,15 @@ def upstream_payload(request: SamplingFields, model: str) -> dict[str, Any]:
     payload["stream"] = True
     payload["stream_options"] = {"include_usage": True}
     return payload
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:
+        raise InvalidRequest(
+            "The request contains a number JSON cannot carry (NaN or Infinity)."
+        ) from None
 
 
 async def sse_json(response: httpx.Response, backend: str) -> AsyncIterator[dict[str, Any]]:

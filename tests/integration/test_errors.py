@@ -207,3 +207,14 @@ def test_unknown_route_is_an_envelope(gateway_url: str) -> None:
     response = httpx.get(gateway_url + "/v1/nothing")
     assert response.status_code == 404
     assert envelope(response)["code"] == "not_found"
+
+
+def test_non_finite_numbers_are_400_not_a_crash(gateway_url: str) -> None:
+    raw = b'{"model": "relay", "messages": [{"role": "user", "content": "x"}], "min_p": NaN}'
+    response = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        content=raw,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "NaN" in envelope(response)["message"]
