@@ -31,15 +31,24 @@ def words(text: str) -> list[str]:
 
 
 def truncate_at_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], bool]:
-    """The pieces up to the first stop sequence (excluded), and whether one was found."""
+    """The pieces up to the first stop sequence (excluded), and whether one was found.
+
+    A stop may begin inside an earlier piece than the one that completes it, so the cut is
+    made on the joined text and the pieces are trimmed to it.
+    """
     text = ""
-    for i, piece in enumerate(pieces):
+    for piece in pieces:
         text += piece
         cut = min((pos for s in stops if (pos := text.find(s)) >= 0), default=-1)
         if cut >= 0:
-            kept = text[:cut]
-            done = "".join(pieces[:i])
-            return [*pieces[:i], kept[len(done) :]], True
+            kept: list[str] = []
+            length = 0
+            for earlier in pieces:
+                if length >= cut:
+                    break
+                kept.append(earlier[: cut - length])
+                length += len(kept[-1])
+            return kept, True
     return pieces, False
 
 
