@@ -15,6 +15,7 @@ backends: Registry[Backend] = Registry(
     lazy={
         "openai": "gateway.backends.openai_http",
         "echo": "gateway.backends.echo",
+        "transformers": "gateway.backends.transformers",
     },
 )
 register = backends.register
