@@ -13,18 +13,21 @@ from gateway.api import chat, completions, errors, health, models
 from gateway.api.gate import Gate
 from gateway.auth import KeyChecker
 from gateway.config import Settings, load_catalog, settings_from_env
+from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.routing import Router, build_router
 from gateway.state import AppState
+from gateway.tracing import RequestTracer, tracer_for
 
 log = logging.getLogger(__name__)
 
 
-def build_state(settings: Settings) -> AppState:
+def build_state(settings: Settings, tracer: RequestTracer | None = None) -> AppState:
     """Validate everything that can be validated without starting a backend."""
     catalog = load_catalog(settings)
     router = build_router(catalog, str(settings.catalog_path()))
-    return AppState(settings, router, Metrics(), KeyChecker(settings.all_api_keys()))
+    keys = KeyChecker(settings.all_api_keys())
+    return AppState(settings, router, Metrics(), keys, tracer)
 
 
 async def start_backends(router: Router) -> None:
@@ -37,12 +40,13 @@ async def close_backends(router: Router) -> None:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, tracer: RequestTracer | None = None) -> FastAPI:
+    """The app; `tracer` replaces the one `TANDEM_OTLP_ENDPOINT` would build (tests use it)."""
     settings = settings or settings_from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = build_state(settings)
+        state = build_state(settings, tracer or tracer_for(settings.otlp_endpoint))
         app.state.tandem = state
         await start_backends(state.router)
         log.info(
@@ -54,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await close_backends(state.router)
+            if state.tracer is not None:
+                state.tracer.shutdown()
 
     app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan)
     for module in (chat, completions, models, health):
@@ -65,4 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers, which rebuild settings from `TANDEM_*`."""
-    return create_app()
+    settings = settings_from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

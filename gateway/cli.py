@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import uvicorn
 
 from gateway.app import build_state
 from gateway.config import CatalogError, Settings, export_to_env, settings_from_env
+from gateway.logs import configure_logging
 
 EXIT_BAD_CONFIG = 2
 
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"catalog ok: {', '.join(state.router.aliases())}")
         return 0
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     export_to_env(settings)
     uvicorn.run(
         "gateway.app:app_from_env",
@@ -65,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=settings.workers,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
+        access_log=False,  # Tandem writes its own JSON access line per request
+        log_config=None,
     )
     return 0
 

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     metrics_require_auth: bool = False
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    otlp_endpoint: str | None = None
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -118,6 +118,12 @@ class UpstreamError(TandemError):
     type = "upstream_error"
     default_code = "upstream_error"
 
+    def __init__(
+        self, message: str, *, backend: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.backend = backend
+
 
 class UpstreamUnavailable(UpstreamError):
     status = 503

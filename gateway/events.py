@@ -68,6 +68,8 @@ class Report:
     interventions: int = 0
     degraded: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: seconds each call to the large model took; for metrics, not sent to the client
+    large_call_seconds: list[float] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         completion = sum(n for source, n in self.tokens.items() if source != "plan")

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
 class Metrics:
@@ -39,6 +41,67 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("tandem_requests_in_flight", "Requests being served", registry=r)
+        self.itl = Histogram(
+            "tandem_inter_token_latency_seconds",
+            "Time between consecutive streamed deltas of one request",
+            ["model", "policy"],
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.large_calls = Counter(
+            "tandem_large_model_calls",
+            "Calls a policy made to the large model",
+            ["model"],
+            registry=r,
+        )
+        self.large_call_seconds = Histogram(
+            "tandem_large_model_call_seconds",
+            "Latency of the policy's calls to the large model",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.interventions = Counter(
+            "tandem_interventions",
+            "Spans the large model wrote in place of the small one",
+            ["model"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "tandem_degraded_responses",
+            "Responses served without the large model because it failed",
+            ["model", "policy"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "tandem_upstream_errors",
+            "Failures of a backend, by catalog name and error code",
+            ["backend", "code"],
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "tandem_cache_requests",
+            "Cache lookups by cache (response, ...) and result (hit, miss, bypass)",
+            ["cache", "result"],
+            registry=r,
+        )
+        self.redis_seconds = Histogram(
+            "tandem_redis_operation_seconds",
+            "Latency of Redis operations by operation and result (ok, error, timeout)",
+            ["op", "result"],
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.redis_outages = Counter(
+            "tandem_redis_outages", "Times Redis became unavailable and was bypassed", registry=r
+        )
+        self.redis_up = Gauge("tandem_redis_up", "1 while Redis is being used", registry=r)
+        self.rate_limited = Counter(
+            "tandem_rate_limited",
+            "Requests refused by a rate limit, by the limit that refused (requests, tokens)",
+            ["limit"],
+            registry=r,
+        )
 
     def record(self, model: str, policy: str, status: int, seconds: float) -> None:
         self.requests.labels(model, policy, str(status)).inc()

@@ -8,6 +8,7 @@ from gateway.auth import KeyChecker
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.routing import Router
+from gateway.tracing import RequestTracer
 
 
 @dataclass
@@ -16,3 +17,4 @@ class AppState:
     router: Router
     metrics: Metrics
     keys: KeyChecker
+    tracer: RequestTracer | None = None

@@ -13,6 +13,7 @@ import yaml
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.tracing import RequestTracer
 from loadtests.fake_upstream import FakeUpstream, Record, ServerThread
 
 UPSTREAM_KEY_ENV = "TANDEM_TEST_UPSTREAM_KEY"
@@ -72,8 +73,10 @@ def write_catalog(directory: Path, catalog: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def serve_gateway(catalog_path: Path, **settings: Any) -> Iterator[str]:
+def serve_gateway(
+    catalog_path: Path, tracer: RequestTracer | None = None, **settings: Any
+) -> Iterator[str]:
     """Tandem on a free loopback port; yields its base URL."""
-    app = create_app(Settings(config=catalog_path, **settings))
+    app = create_app(Settings(config=catalog_path, **settings), tracer=tracer)
     with ServerThread(app) as server:
         yield server.url

@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
+def label(request: Request, alias: str, policy: str, stream: bool) -> None:
+    """Name the request in its metrics, log line and span, once its alias is resolved."""
+    facts = request.state.facts
+    facts.model, facts.policy, facts.stream = alias, policy, stream
+
+
 def note_unknown_fields(body: SamplingFields) -> None:
     unknown = body.unknown_fields()
     if unknown:
@@ -26,7 +32,7 @@ async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, state: State
 ) -> Response:
     route, policy, params = state.router.resolve(body.model, body.options())
-    request.state.labels = (route.alias, policy.name)
+    label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
     events = policy.chat(body, params)
     return await respond(request, state, body, "chat", body.n, events)

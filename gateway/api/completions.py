@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.chat import note_unknown_fields
+from gateway.api.chat import label, note_unknown_fields
 from gateway.api.deps import State
 from gateway.api.responses import respond
 from gateway.protocol import CompletionRequest
@@ -16,7 +16,7 @@ router = APIRouter()
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request, state: State) -> Response:
     route, policy, params = state.router.resolve(body.model, body.options())
-    request.state.labels = (route.alias, policy.name)
+    label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
     events = policy.complete(body, params)
     return await respond(request, state, body, "completion", 0, events)

@@ -1,20 +1,24 @@
-"""The ASGI layer every request crosses first: API keys, the body-size limit and the request
-metrics. It runs before FastAPI parses anything, so a client without a key learns nothing about
-the body it sent, and an oversized body is refused before it is buffered whole."""
+"""The ASGI layer every request crosses first: request id, API keys, the body-size limit, and at
+the end the request's metrics, access log line and trace span. It runs before FastAPI parses
+anything, so a client without a key learns nothing about the body it sent, and an oversized body
+is refused before it is buffered whole."""
 
 from __future__ import annotations
 
-from time import perf_counter
-from typing import cast
+import json
+import logging
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_response
+from gateway.context import RequestFacts, accept_request_id, request_id
 from gateway.errors import PayloadTooLarge, TandemError
+from gateway.logs import ACCESS_LOGGER
 from gateway.state import AppState
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
-UNRESOLVED = ("-", "-")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -22,6 +26,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return cast(bytes, value).decode("latin-1")
     return None
+
+
+def is_api_call(facts: RequestFacts) -> bool:
+    return facts.method == "POST" and facts.path.startswith("/v1/")
 
 
 class Gate:
@@ -33,28 +41,59 @@ class Gate:
             await self.app(scope, receive, send)
             return
         state = cast(AppState, scope["app"].state.tandem)
-        scope_state = scope.setdefault("state", {})
-        scope_state["started"] = perf_counter()
+        rid = accept_request_id(_header(scope, b"x-request-id"))
+        facts = RequestFacts(rid, scope["method"], scope["path"])
+        scope.setdefault("state", {})["facts"] = facts
+        token = request_id.set(rid)
         try:
-            scope_state["key_id"] = self._authenticate(scope, state)
+            if is_api_call(facts):
+                await self._serve_api_call(scope, receive, self._stamped(send, facts), state)
+            else:
+                await self._serve(scope, receive, self._stamped(send, facts), state)
+        finally:
+            request_id.reset(token)
+
+    async def _serve_api_call(
+        self, scope: Scope, receive: Receive, send: Send, state: AppState
+    ) -> None:
+        """A model call: counted in flight, then measured, logged and traced once it is over."""
+        facts: RequestFacts = scope["state"]["facts"]
+        span = state.tracer.start(facts) if state.tracer else None
+        state.metrics.in_flight.inc()
+        try:
+            await self._serve(scope, receive, send, state)
+        finally:
+            state.metrics.in_flight.dec()
+            finish(state, facts)
+            if span is not None and state.tracer is not None:
+                state.tracer.finish(span, facts)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
+        try:
+            scope["state"]["key_id"] = self._authenticate(scope, state)
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = await buffered(scope, receive, state.settings.max_body_bytes)
         except TandemError as exc:
+            scope["state"]["facts"].error_code = exc.code
             await error_response(exc)(scope, receive, send)
-            self._record(scope, state, exc.status)
             return
-        status = 500
+        await self.app(scope, receive, send)
 
-        async def watch(message: Message) -> None:
-            nonlocal status
+    @staticmethod
+    def _stamped(send: Send, facts: RequestFacts) -> Send:
+        """`send` that adds the request id to the response and notes the status."""
+
+        async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
+                facts.status = message["status"]
+                headers = [
+                    *message.get("headers", []),
+                    (b"x-request-id", facts.request_id.encode()),
+                ]
+                message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            self._record(scope, state, scope_state.get("final_status", status))
+        return stamped
 
     @staticmethod
     def _authenticate(scope: Scope, state: AppState) -> str | None:
@@ -67,12 +106,36 @@ class Gate:
             return None
         return state.keys.check(_header(scope, b"authorization"))
 
-    @staticmethod
-    def _record(scope: Scope, state: AppState, status: int) -> None:
-        if not scope["path"].startswith("/v1/") or scope["method"] != "POST":
-            return
-        model, policy = scope["state"].get("labels", UNRESOLVED)
-        state.metrics.record(model, policy, status, perf_counter() - scope["state"]["started"])
+
+def finish(state: AppState, facts: RequestFacts) -> None:
+    """Metrics and the access log line for one API call, once it is over."""
+    seconds = facts.elapsed()
+    state.metrics.record(facts.model, facts.policy, facts.status, seconds)
+    if facts.degraded:
+        state.metrics.degraded.labels(facts.model, facts.policy).inc()
+    access_log.info(json.dumps(access_fields(facts, seconds), separators=(",", ":")))
+
+
+def access_fields(facts: RequestFacts, seconds: float) -> dict[str, Any]:
+    """What the access line says: ids, route, status, timings, token counts; never a prompt,
+    an answer or a key."""
+    return {
+        "event": "request",
+        "request_id": facts.request_id,
+        "method": facts.method,
+        "path": facts.path,
+        "model": facts.model,
+        "policy": facts.policy,
+        "status": facts.status,
+        "stream": facts.stream,
+        "duration_ms": round(seconds * 1000, 2),
+        "ttft_ms": None if facts.ttft is None else round(facts.ttft * 1000, 2),
+        "prompt_tokens": facts.prompt_tokens,
+        "completion_tokens": facts.completion_tokens,
+        "tokens": facts.tokens,
+        "degraded": facts.degraded,
+        "error_code": facts.error_code,
+    }
 
 
 async def buffered(scope: Scope, receive: Receive, limit: int) -> Receive:

@@ -17,8 +17,9 @@ from starlette.responses import Response
 
 from gateway.api.aggregate import ResponseBuilder
 from gateway.api.sse import ChunkWriter, Envelope, Kind, sse_stream
-from gateway.errors import TandemError, UpstreamBadResponse
-from gateway.events import Delta, EventStream, Report
+from gateway.context import RequestFacts
+from gateway.errors import TandemError, UpstreamBadResponse, UpstreamError
+from gateway.events import Delta, EventStream, Report, Usage
 from gateway.metrics import Metrics
 from gateway.protocol import SamplingFields
 from gateway.state import AppState
@@ -31,34 +32,56 @@ def new_id(kind: Kind) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
 
 
-async def observed(
-    events: EventStream, metrics: Metrics, labels: tuple[str, str], request: Request
-) -> EventStream:
-    """The policy's events, unchanged, with TTFT, tokens and the final status recorded."""
-    started = request.state.started
-    seen_first = False
-    status = 200
+async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -> EventStream:
+    """The policy's events, unchanged, with what they tell recorded in metrics and `facts`."""
+    labels = (facts.model, facts.policy)
+    itl = metrics.itl.labels(*labels)
+    last: float | None = None
     try:
         async with aclosing(events):
             async for event in events:
-                if not seen_first and isinstance(event, Delta):
-                    seen_first = True
-                    metrics.ttft.labels(*labels).observe(perf_counter() - started)
+                if isinstance(event, Delta):
+                    now = perf_counter()
+                    if last is None:
+                        facts.ttft = now - facts.started
+                        metrics.ttft.labels(*labels).observe(facts.ttft)
+                    else:
+                        itl.observe(now - last)
+                    last = now
+                elif isinstance(event, Usage):
+                    facts.prompt_tokens = event.prompt_tokens
+                    facts.completion_tokens = event.completion_tokens
                 elif isinstance(event, Report):
-                    for source, count in event.tokens.items():
-                        metrics.tokens.labels(labels[0], source).inc(count)
+                    note_report(metrics, facts, event)
                 yield event
     except TandemError as exc:
-        status = exc.status
+        note_error(metrics, facts, exc)
         raise
     except (asyncio.CancelledError, GeneratorExit):
-        status = CLIENT_CLOSED
+        facts.status = CLIENT_CLOSED
         raise
     except Exception:
-        status = 500
+        facts.status = 500
         raise
-    finally:
-        request.state.final_status = status
+
+
+def note_report(metrics: Metrics, facts: RequestFacts, report: Report) -> None:
+    facts.tokens = dict(report.tokens)
+    facts.degraded = report.degraded
+    for source, count in report.tokens.items():
+        metrics.tokens.labels(facts.model, source).inc(count)
+    if report.interventions:
+        metrics.interventions.labels(facts.model).inc(report.interventions)
+    for seconds in report.large_call_seconds:
+        metrics.large_calls.labels(facts.model).inc()
+        metrics.large_call_seconds.labels(facts.model).observe(seconds)
+
+
+def note_error(metrics: Metrics, facts: RequestFacts, exc: TandemError) -> None:
+    facts.status = exc.status
+    facts.error_code = exc.code
+    if isinstance(exc, UpstreamError) and exc.backend is not None:
+        metrics.upstream_errors.labels(exc.backend, exc.code or "unknown").inc()
 
 
 async def respond(
@@ -70,7 +93,7 @@ async def respond(
     events: EventStream,
 ) -> Response:
     envelope = Envelope(kind, new_id(kind), int(time.time()), body.model)
-    stream = observed(events, state.metrics, request.state.labels, request)
+    stream = observed(events, state.metrics, request.state.facts)
     try:
         first = await anext(stream)
     except StopAsyncIteration:

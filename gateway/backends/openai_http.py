@@ -19,6 +19,7 @@ from pydantic import Field
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
+from gateway.context import request_id
 from gateway.errors import (
     InvalidRequest,
     RateLimited,
@@ -125,27 +126,34 @@ class OpenAIBackend(Backend):
         usage: Usage | None = None
         finished: set[int] = set()
         chunks = 0
-        async with self._open(path, payload) as response:
-            async for chunk in sse_json(response, self.name):
-                chunks += 1
-                if chunk.get("usage"):
-                    usage = parse_usage(chunk["usage"], self.name)
-                for event in to_events(chunk):
-                    if isinstance(event, Finish):
-                        finished.add(event.index)
-                    yield event
-        if not finished:
-            raise UpstreamBadResponse(
-                f"backend '{self.name}' ended its stream before any choice finished"
-            )
+        try:
+            async with self._open(path, payload) as response:
+                async for chunk in sse_json(response, self.name):
+                    chunks += 1
+                    if chunk.get("usage"):
+                        usage = parse_usage(chunk["usage"], self.name)
+                    for event in to_events(chunk):
+                        if isinstance(event, Finish):
+                            finished.add(event.index)
+                        yield event
+            if not finished:
+                raise UpstreamBadResponse(
+                    f"backend '{self.name}' ended its stream before any choice finished"
+                )
+        except UpstreamError as exc:
+            exc.backend = self.name
+            raise
         yield usage or Usage(prompt_tokens=0, completion_tokens=chunks)
 
     @asynccontextmanager
     async def _open(self, path: str, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
         try:
             content = encode_payload(payload)
+            headers = {"content-type": "application/json"}
+            if (rid := request_id.get()) is not None:
+                headers["x-request-id"] = rid
             async with self.client.stream(
-                "POST", path, content=content, headers={"content-type": "application/json"}
+                "POST", path, content=content, headers=headers
             ) as response:
                 if response.status_code >= 400:
                     body = await _read_bounded(response)

@@ -1,0 +1,177 @@
+"""Metrics after real requests, the request id's round trip, the access log line and spans."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.logs import ACCESS_LOGGER
+from gateway.tracing import RequestTracer
+from tests.integration.test_auth_health_metrics import sample
+from tests.servers import Upstream, serve_gateway, write_catalog
+
+
+def chat(model: str, text: str, **extra: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def line_with(lines: list[str], marker: str) -> str:
+    """The access line mentioning `marker`; it is written just after the last byte is sent."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        found = [line for line in lines if marker in line]
+        if found:
+            assert len(found) == 1
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no access line mentions {marker}")
+
+
+@pytest.fixture
+def access_lines() -> Iterator[list[str]]:
+    handler = Lines()
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_request_id_is_returned_and_forwarded(gateway_url: str, upstream: Upstream) -> None:
+    tag = uuid.uuid4().hex
+    sent = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("relay", tag),
+        headers={"x-request-id": "client-id-42"},
+    )
+    assert sent.headers["x-request-id"] == "client-id-42"
+    assert upstream.find(tag).headers["x-request-id"] == "client-id-42"
+    generated = httpx.post(gateway_url + "/v1/chat/completions", json=chat("echo", "x"))
+    assert len(generated.headers["x-request-id"]) == 32
+    hostile = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("echo", "x"),
+        headers={"x-request-id": "a b\tc"},
+    )
+    assert hostile.headers["x-request-id"] != "a b\tc"
+    streamed = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("echo", "x", stream=True),
+        headers={"x-request-id": "stream-7"},
+    )
+    assert streamed.headers["x-request-id"] == "stream-7"
+    refused = httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("nope", "x"),
+        headers={"x-request-id": "err-1"},
+    )
+    assert refused.headers["x-request-id"] == "err-1"
+
+
+def test_one_access_line_per_request_without_the_prompt(
+    gateway_url: str, access_lines: list[str]
+) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("relay", secret, stream=True, fake={"chunks": 3, "ttft": 0.02}),
+        headers={"x-request-id": "log-1", "authorization": "Bearer sk-hidden"},
+    )
+    line = line_with(access_lines, '"log-1"')
+    entry = json.loads(line)
+    assert entry["event"] == "request"
+    assert entry["model"] == "relay"
+    assert entry["policy"] == "direct"
+    assert entry["status"] == 200
+    assert entry["stream"] is True
+    assert entry["ttft_ms"] >= 20
+    assert entry["duration_ms"] >= entry["ttft_ms"]
+    assert entry["completion_tokens"] == 3
+    assert entry["tokens"] == {"main": 3}
+    assert secret not in line
+    assert "sk-hidden" not in line
+    assert "w0" not in line, "the answer is not logged either"
+
+
+def test_in_stream_failures_are_logged_with_their_status(
+    gateway_url: str, access_lines: list[str]
+) -> None:
+    httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("relay", "x", stream=True, fake={"mode": "close_mid"}),
+        headers={"x-request-id": "log-2"},
+    )
+    entry = json.loads(line_with(access_lines, '"log-2"'))
+    assert entry["status"] == 502
+    assert entry["error_code"] == "upstream_bad_response"
+
+
+def test_metric_names_appear_after_requests(gateway_url: str) -> None:
+    httpx.post(
+        gateway_url + "/v1/chat/completions",
+        json=chat("relay", "x", stream=True, fake={"chunks": 4}),
+    )
+    httpx.post(gateway_url + "/v1/chat/completions", json=chat("down", "x"))
+    text = httpx.get(gateway_url + "/metrics").text
+    assert sample(text, "tandem_inter_token_latency_seconds_count", model="relay") >= 3
+    assert (
+        sample(text, "tandem_upstream_errors_total", backend="down", code="upstream_unavailable")
+        >= 1
+    )
+    assert "tandem_requests_in_flight 0.0" in text
+    for name in (
+        "tandem_large_model_calls_total",
+        "tandem_interventions_total",
+        "tandem_degraded_responses_total",
+        "tandem_large_model_call_seconds",
+    ):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+    assert 'model="' in text
+    assert "sk-" not in text, "no keys or prompts as label values"
+
+
+def test_spans_follow_the_genai_conventions(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    catalog = write_catalog(
+        tmp_path,
+        {
+            "backends": {"echo": {"kind": "echo"}},
+            "models": {"echo": {"policy": "direct", "backends": {"main": "echo"}}},
+        },
+    )
+    tracer = RequestTracer(exporter, batch=False)
+    with serve_gateway(catalog, tracer=tracer) as url:
+        httpx.post(
+            url + "/v1/chat/completions",
+            json=chat("echo", "a b"),
+            headers={"x-request-id": "span-1"},
+        )
+        httpx.get(url + "/healthz")
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["chat echo"]
+    attributes = dict(spans[0].attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.request.model"] == "echo"
+    assert attributes["gen_ai.usage.input_tokens"] == 2
+    assert attributes["gen_ai.usage.output_tokens"] == 4
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["tandem.request_id"] == "span-1"
