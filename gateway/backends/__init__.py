@@ -16,6 +16,7 @@ backends: Registry[Backend] = Registry(
         "openai": "gateway.backends.openai_http",
         "echo": "gateway.backends.echo",
         "transformers": "gateway.backends.transformers",
+        "mlx": "gateway.backends.mlx",
     },
 )
 register = backends.register

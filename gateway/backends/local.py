@@ -11,13 +11,20 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
 from gateway.backends.base import Backend, BackendConfig
-from gateway.backends.sessions import Sampling, TokenChoice, TokenSession
-from gateway.errors import InvalidRequest, UnsupportedField
+from gateway.backends.sessions import (
+    Sampling,
+    SessionCore,
+    ThreadedSession,
+    TokenChoice,
+    TokenSession,
+    Worker,
+)
+from gateway.errors import InvalidRequest, UnsupportedField, UpstreamUnavailable
 from gateway.events import Delta, Event, EventStream, Finish, Usage
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.tokens import (
@@ -31,6 +38,7 @@ from gateway.tokens import (
 )
 
 WireShape = Literal["chat", "completion"]
+PLAIN_TURN_STOPS = ("\nuser:", "\nsystem:")
 
 
 class LocalBackendConfig(BackendConfig):
@@ -71,27 +79,71 @@ def refuse_unsupported(request: SamplingFields, by: str) -> None:
             raise UnsupportedField(name, by)
 
 
+class Runtime(Protocol):
+    """A loaded model: what the generic code needs to know about it."""
+
+    tokenizer: Any
+    eos_ids: frozenset[int]
+    context_length: int
+
+
 class LocalBackend(Backend):
-    """A model in this process. Subclasses load it in `start` and implement `open_session`."""
+    """A model in this process. Subclasses load it (`load`, on the worker thread) and make one
+    `SessionCore` per session (`new_core`); the rest is shared."""
 
     settings: LocalBackendConfig
 
-    @property
-    @abstractmethod
-    def tokenizer(self) -> HFTokenizer: ...
-
-    @property
-    @abstractmethod
-    def eos_ids(self) -> frozenset[int]: ...
-
-    @property
-    @abstractmethod
-    def context_length(self) -> int: ...
+    def __init__(self, name: str, config: LocalBackendConfig) -> None:
+        super().__init__(name, config)
+        self.settings = config
+        self._runtime: Runtime | None = None
+        self.worker = Worker(name)
 
     @abstractmethod
+    def load(self) -> Runtime:
+        """Prepare and load the model; runs on the worker thread."""
+
+    @abstractmethod
+    def new_core(self, runtime: Any, hidden: bool) -> SessionCore: ...
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.kind}:{self.settings.model}"
+
+    async def start(self) -> None:
+        self._runtime = await self.worker.run(self.load)
+
+    async def aclose(self) -> None:
+        self._runtime = None
+        self.worker.shutdown()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise UpstreamUnavailable(f"backend '{self.name}' is not started")
+        return self._runtime
+
+    async def health(self) -> None:
+        self.runtime  # noqa: B018 - raises when not loaded
+
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        tokenizer: HFTokenizer = self.runtime.tokenizer
+        return tokenizer
+
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        return self.runtime.eos_ids
+
+    @property
+    def context_length(self) -> int:
+        return self.runtime.context_length
+
     async def open_session(
         self, prompt_ids: Sequence[int], *, hidden: bool = False
-    ) -> TokenSession: ...
+    ) -> TokenSession:
+        core = self.new_core(self.runtime, hidden)
+        return ThreadedSession(core, self.worker, prompt_ids)
 
     @property
     def fingerprint(self) -> str:
@@ -111,14 +163,17 @@ class LocalBackend(Backend):
             if getattr(request, name):
                 raise UnsupportedField(name, self._by())
         refuse_unsupported(request, self._by())
+        templated = has_chat_template(self.tokenizer)
         text = chat_prompt(self.tokenizer, request.messages)
-        ids = encode_prompt(self.tokenizer, text, templated=has_chat_template(self.tokenizer))
+        ids = encode_prompt(self.tokenizer, text, templated=templated)
+        # a base model's plain transcript goes on with the next turn: end the reply there
+        stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
         k = (request.top_logprobs or 0) if request.logprobs else None
         job = Job(
             prompts=[ids],
             n=request.n,
             max_tokens=request.max_output_tokens or self.settings.default_max_tokens,
-            stops=request.stop_sequences(),
+            stops=stops,
             stop_ids=self.eos_ids,
             sampling=sampling_of(request),
             shape="chat",

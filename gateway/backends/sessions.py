@@ -196,6 +196,7 @@ class Worker:
 
     def __init__(self, name: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tandem-{name}")
+        self.open_sessions = 0  # sessions not yet closed: a leak shows here first
 
     async def run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
@@ -216,6 +217,7 @@ class ThreadedSession(TokenSession):
         self._core = core
         self._worker = worker
         self._pending: list[int] = list(prompt_ids)
+        worker.open_sessions += 1
 
     def _take_pending(self) -> list[int]:
         if self.closed:
@@ -273,4 +275,5 @@ class ThreadedSession(TokenSession):
             return
         self.closed = True
         self._pending = []
+        self._worker.open_sessions -= 1
         self._worker.submit(self._core.release)

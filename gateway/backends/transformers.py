@@ -7,6 +7,7 @@ token whatever the prefix length.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -19,16 +20,13 @@ from gateway.backends.local import LocalBackend, LocalBackendConfig
 from gateway.backends.sessions import (
     Distribution,
     Sampling,
-    ThreadedSession,
     TokenChoice,
-    TokenSession,
-    Worker,
 )
-from gateway.errors import UpstreamUnavailable
 from gateway.models import prepare
-from gateway.tokens import HFTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# from_pretrained swaps process-wide torch state (meta-device init): one load at a time
+LOAD_LOCK = threading.Lock()
 
 
 class TransformersConfig(LocalBackendConfig):
@@ -37,7 +35,7 @@ class TransformersConfig(LocalBackendConfig):
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
 
 
-class Runtime:
+class TorchRuntime:
     """A loaded model and tokenizer."""
 
     def __init__(self, config: TransformersConfig) -> None:
@@ -45,14 +43,15 @@ class Runtime:
         self.dtype = pick_dtype(config.dtype, self.device)
         if config.threads:
             torch.set_num_threads(config.threads)
-        prepared = prepare(
-            config.model,
-            bytes_per_param=torch.finfo(self.dtype).bits // 8,
-            max_memory_gb=config.max_memory_gb,
-        )
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(prepared.location)
-        model: Any = AutoModelForCausalLM.from_pretrained(prepared.location, dtype=self.dtype)
-        self.model: Any = model.to(self.device).eval()
+        with LOAD_LOCK:
+            prepared = prepare(
+                config.model,
+                bytes_per_param=torch.finfo(self.dtype).bits // 8,
+                max_memory_gb=config.max_memory_gb,
+            )
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(prepared.location)
+            model: Any = AutoModelForCausalLM.from_pretrained(prepared.location, dtype=self.dtype)
+            self.model: Any = model.to(self.device).eval()
         self.eos_ids = eos_ids(self.model, self.tokenizer)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
@@ -97,14 +96,14 @@ def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator)
 def top(logprobs: torch.Tensor, k: int) -> list[tuple[int, float]]:
     if k <= 0:
         return []
-    values, ids = torch.topk(logprobs, k)
+    values, ids = torch.topk(logprobs, min(k, logprobs.numel()))
     return list(zip(ids.tolist(), values.tolist(), strict=True))
 
 
 class TorchCore:
     """One sequence's KV cache and the model's last output; used on the worker thread only."""
 
-    def __init__(self, runtime: Runtime, hidden: bool) -> None:
+    def __init__(self, runtime: TorchRuntime, hidden: bool) -> None:
         self.model = runtime.model
         self.device = runtime.device
         self.cache: Any = DynamicCache(config=self.model.config)
@@ -185,47 +184,8 @@ class TransformersBackend(LocalBackend):
     Config = TransformersConfig
     settings: TransformersConfig
 
-    def __init__(self, name: str, config: TransformersConfig) -> None:
-        super().__init__(name, config)
-        self.settings = config
-        self._runtime: Runtime | None = None
-        self._worker = Worker(name)
+    def load(self) -> TorchRuntime:
+        return TorchRuntime(self.settings)
 
-    @property
-    def model_id(self) -> str:
-        return f"transformers:{self.settings.model}"
-
-    async def start(self) -> None:
-        self._runtime = await self._worker.run(lambda: Runtime(self.settings))
-
-    async def aclose(self) -> None:
-        self._runtime = None
-        self._worker.shutdown()
-
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise UpstreamUnavailable(f"backend '{self.name}' is not started")
-        return self._runtime
-
-    async def health(self) -> None:
-        self.runtime  # noqa: B018 - raises when not loaded
-
-    @property
-    def tokenizer(self) -> HFTokenizer:
-        tokenizer: HFTokenizer = self.runtime.tokenizer
-        return tokenizer
-
-    @property
-    def eos_ids(self) -> frozenset[int]:
-        return self.runtime.eos_ids
-
-    @property
-    def context_length(self) -> int:
-        return self.runtime.context_length
-
-    async def open_session(
-        self, prompt_ids: Sequence[int], *, hidden: bool = False
-    ) -> TokenSession:
-        core = TorchCore(self.runtime, hidden)
-        return ThreadedSession(core, self._worker, prompt_ids)
+    def new_core(self, runtime: TorchRuntime, hidden: bool) -> TorchCore:
+        return TorchCore(runtime, hidden)

