@@ -9,13 +9,53 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP_SEQUENCES = 4
+MAX_CACHE_TTL_SECONDS = 30 * 24 * 3600
 
 
 class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class CacheControl(BaseModel):
+    """`tandem.cache`: "no-cache" (answer afresh, store the answer), "no-store" (neither read
+    nor store), or `{"ttl": seconds}` (keep this answer that long)."""
+
+    model_config = ConfigDict(frozen=True)
+    read: bool = True
+    store: bool = True
+    ttl: float | None = None
+
+
+def parse_cache_control(value: Any) -> Any:
+    if value is None or isinstance(value, CacheControl):
+        return value
+    if value == "no-cache":
+        return CacheControl(read=False)
+    if value == "no-store":
+        return CacheControl(read=False, store=False)
+    if isinstance(value, dict) and set(value) == {"ttl"}:
+        ttl = value["ttl"]
+        if (
+            isinstance(ttl, int | float)
+            and not isinstance(ttl, bool)
+            and 0 < ttl <= MAX_CACHE_TTL_SECONDS
+        ):
+            return CacheControl(ttl=float(ttl))
+    raise ValueError(
+        f"must be 'no-cache', 'no-store' or {{\"ttl\": seconds}} with 0 < seconds <= "
+        f"{MAX_CACHE_TTL_SECONDS}"
+    )
 
 
 class TandemOptions(WireModel):
@@ -27,6 +67,7 @@ class TandemOptions(WireModel):
 
     policy: str | None = None
     provenance: bool = False
+    cache: Annotated[CacheControl | None, BeforeValidator(parse_cache_control)] = None
 
     def param_overrides(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
