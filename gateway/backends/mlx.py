@@ -8,9 +8,11 @@ its model call, so distributions carry none.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -40,12 +42,38 @@ class MLXRuntime:
             prepared = prepare(
                 config.model, bytes_per_param=FP32_BYTES, max_memory_gb=config.max_memory_gb
             )
-            loaded: Any = load(prepared.location)
+            overrides = rope_overrides(Path(prepared.location))
+            loaded: Any = load(prepared.location, model_config=overrides)
             self.model, wrapper = loaded[0], loaded[1]
+        self.wrapper: Any = wrapper  # mlx-lm's own tokenizer, for mlx-lm's own generate
         self.tokenizer: Any = wrapper._tokenizer  # the Hugging Face tokenizer it wraps
         self.eos_ids = frozenset(int(i) for i in wrapper.eos_token_ids)
         args = getattr(self.model, "args", None)
         self.context_length = int(getattr(args, "max_position_embeddings", None) or 2048)
+
+
+def rope_overrides(folder: Path) -> dict[str, Any]:
+    """Rope settings in the top-level keys mlx-lm reads.
+
+    transformers 5 saves them under `rope_parameters` (per layer type for Gemma 3); mlx-lm
+    looks for `rope_theta` (and `rope_local_base_freq`) and silently falls back to defaults,
+    which gave SmolLM2 a tenth of its rope base and log-probs off by up to 0.7.
+    """
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}  # a hub id: mlx-lm reads the hub's config as published
+    params = config.get("rope_parameters")
+    if not isinstance(params, dict) or "rope_theta" in config:
+        return {}
+    if "rope_theta" in params:
+        return {"rope_theta": params["rope_theta"]}
+    overrides = {}
+    if "rope_theta" in params.get("full_attention", {}):
+        overrides["rope_theta"] = params["full_attention"]["rope_theta"]
+    if "rope_theta" in params.get("sliding_attention", {}):
+        overrides["rope_local_base_freq"] = params["sliding_attention"]["rope_theta"]
+    return overrides
 
 
 def as_ints(array: Any) -> list[int]:
