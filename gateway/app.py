@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from gateway.api import chat, completions, errors, health, models
 from gateway.api.gate import Gate
 from gateway.auth import KeyChecker
+from gateway.cache_setup import cache_services
 from gateway.config import Settings, load_catalog, settings_from_env
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
@@ -27,7 +28,8 @@ def build_state(settings: Settings, tracer: RequestTracer | None = None) -> AppS
     catalog = load_catalog(settings)
     router = build_router(catalog, str(settings.catalog_path()))
     keys = KeyChecker(settings.all_api_keys())
-    return AppState(settings, router, Metrics(), keys, tracer)
+    metrics = Metrics()
+    return AppState(settings, router, metrics, keys, tracer, cache_services(settings, metrics))
 
 
 async def start_backends(router: Router) -> None:
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
         state = build_state(settings, tracer or tracer_for(settings.otlp_endpoint))
         app.state.tandem = state
         await start_backends(state.router)
+        await state.cache.start()
         log.info(
             "serving %d model aliases: %s",
             len(state.router.routes),
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
             yield
         finally:
             await close_backends(state.router)
+            await state.cache.aclose()
             if state.tracer is not None:
                 state.tracer.shutdown()
 

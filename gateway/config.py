@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     otlp_endpoint: str | None = None
+    # Response cache and rate limits (README: "Response cache and rate limits")
+    redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
+    redis_timeout_ms: float = Field(default=50.0, gt=0)
+    redis_prefix: str = "tandem:"
+    cache_enabled: bool = True
+    cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    cache_scope: Literal["key", "global"] = "key"
+    cache_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    cache_max_entry_bytes: int = Field(default=1024 * 1024, ge=1)
+    rate_limit_rpm: int = Field(default=0, ge=0)
+    rate_limit_tpm: int = Field(default=0, ge=0)
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

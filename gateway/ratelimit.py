@@ -10,13 +10,12 @@ script, atomic across replicas); while it is unavailable, in this process.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from gateway.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
 from gateway.errors import RateLimited
-from gateway.events import Event, EventStream, Usage
+from gateway.events import EventStream, Usage
 from gateway.metrics import Metrics
 
 ANONYMOUS = "anonymous"  # the one key every caller shares when API keys are off
@@ -88,7 +87,7 @@ class RateLimiter:
         if self.limits.tokens_per_minute > 0 and tokens > 0:
             await self._take([self._bucket(key_id, "tokens", cost=tokens, need=0)])
 
-    async def metered(self, key_id: str | None, events: EventStream) -> AsyncIterator[Event]:
+    async def metered(self, key_id: str | None, events: EventStream) -> EventStream:
         """The events unchanged; their usage is debited as soon as it is known."""
         async with aclosing(events):
             async for event in events:

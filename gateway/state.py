@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.auth import KeyChecker
+from gateway.cache_setup import CacheServices
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.routing import Router
@@ -18,3 +19,4 @@ class AppState:
     metrics: Metrics
     keys: KeyChecker
     tracer: RequestTracer | None = None
+    cache: CacheServices = field(default_factory=CacheServices.in_memory)

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.api.cached import cached_events
 from gateway.api.deps import State
 from gateway.api.responses import respond
 from gateway.protocol import ChatCompletionRequest, SamplingFields
@@ -34,5 +35,5 @@ async def create_chat_completion(
     route, policy, params = state.router.resolve(body.model, body.options())
     label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
-    events = policy.chat(body, params)
+    events = await cached_events(request, state, body, policy, params, policy.chat)
     return await respond(request, state, body, "chat", body.n, events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.api.cached import cached_events
 from gateway.api.chat import label, note_unknown_fields
 from gateway.api.deps import State
 from gateway.api.responses import respond
@@ -18,5 +19,5 @@ async def create_completion(body: CompletionRequest, request: Request, state: St
     route, policy, params = state.router.resolve(body.model, body.options())
     label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
-    events = policy.complete(body, params)
+    events = await cached_events(request, state, body, policy, params, policy.complete)
     return await respond(request, state, body, "completion", 0, events)

@@ -12,6 +12,7 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_response
+from gateway.api.limits import admit, with_tandem_headers
 from gateway.context import RequestFacts, accept_request_id, request_id
 from gateway.errors import PayloadTooLarge, TandemError
 from gateway.logs import ACCESS_LOGGER
@@ -69,8 +70,10 @@ class Gate:
                 state.tracer.finish(span, facts)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
+        send = with_tandem_headers(scope, send)
         try:
             scope["state"]["key_id"] = self._authenticate(scope, state)
+            await admit(scope, state)
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = await buffered(scope, receive, state.settings.max_body_bytes)
         except TandemError as exc:

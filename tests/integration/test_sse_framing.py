@@ -44,7 +44,7 @@ def test_chat_stream_bytes_with_usage(gateway_url: str) -> None:
     )
     tandem = (
         ',"tandem":{"policy":"direct","tokens":{"main":5},"interventions":0,'
-        '"upload_ratio":0.0,"degraded":false,"backend":"echo"}'
+        '"upload_ratio":0.0,"degraded":false,"backend":"echo","cache":"bypass"}'
     )
     expected = b"".join(
         [
@@ -84,7 +84,7 @@ def test_chat_stream_without_usage_puts_the_extension_on_the_finish_chunk(
         chunk(
             '{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}',
             ',"tandem":{"policy":"direct","tokens":{"main":3},"interventions":0,'
-            '"upload_ratio":0.0,"degraded":false,"backend":"echo"}',
+            '"upload_ratio":0.0,"degraded":false,"backend":"echo","cache":"bypass"}',
         )[:-2],
         b"data: [DONE]",
         b"",
@@ -108,7 +108,7 @@ def test_completion_stream_bytes(gateway_url: str) -> None:
             + (
                 head + '{"index":0,"text":"","logprobs":null,"finish_reason":"length"}]'
                 ',"tandem":{"policy":"direct","tokens":{"main":1},"interventions":0,'
-                '"upload_ratio":0.0,"degraded":false,"backend":"echo"}}'
+                '"upload_ratio":0.0,"degraded":false,"backend":"echo","cache":"bypass"}}'
             ).encode()
             + b"\n\n",
             b"data: [DONE]\n\n",

@@ -1,0 +1,37 @@
+"""A request's events through the response cache: a hit replays the stored answer; otherwise the
+policy answers, its usage is charged to the caller's token limit, and a complete answer is
+stored. The outcome goes to `request.state.cache` for the `x-tandem-cache` header."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from gateway.events import EventStream
+from gateway.policies.base import Policy, PolicyParams
+from gateway.protocol import SamplingFields
+from gateway.state import AppState
+
+Body = TypeVar("Body", bound=SamplingFields)
+
+
+async def cached_events(
+    request: Request,
+    state: AppState,
+    body: Body,
+    policy: Policy,
+    params: PolicyParams,
+    produce: Callable[[Body, Any], EventStream],
+) -> EventStream:
+    services = state.cache
+    key_id: str | None = request.state.key_id
+    lookup = await services.responses.lookup(body, policy.name, params, policy.backends, key_id)
+    request.state.cache = lookup.status
+    if lookup.events is not None:
+        return services.responses.replay(lookup)
+    events = produce(body, params)
+    if services.limiter is not None:
+        events = services.limiter.metered(key_id, events)
+    return services.responses.record(lookup, events)

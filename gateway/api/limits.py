@@ -1,0 +1,46 @@
+"""Rate limits and the headers that report them, applied by the gate before a request is parsed.
+
+Every `/v1/` request takes one from its key's requests bucket and needs a token left; the
+`x-ratelimit-*` headers OpenAI sends go on every `/v1/` response (when limits are on), and
+`x-tandem-cache` on every completion response (`bypass` when the cache was never consulted).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from starlette.types import Message, Scope, Send
+
+from gateway.ratelimit import refusal
+from gateway.state import AppState
+
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
+
+
+async def admit(scope: Scope, state: AppState) -> None:
+    """Raise `RateLimited` when the caller's key is over a limit."""
+    limiter = state.cache.limiter
+    if limiter is None or not scope["path"].startswith("/v1/"):
+        return
+    admission = await limiter.admit(scope["state"].get("key_id"))
+    scope["state"]["ratelimit_headers"] = admission.headers
+    if not admission.allowed:
+        raise refusal(admission)
+
+
+def with_tandem_headers(scope: Scope, send: Send) -> Send:
+    """`send` that adds the rate-limit and cache headers when the response starts."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = [
+                (name.encode(), value.encode())
+                for name, value in scope["state"].get("ratelimit_headers", ())
+            ]
+            if scope["path"] in COMPLETION_PATHS:
+                status = cast(str, scope["state"].get("cache", "bypass"))
+                extra.append((b"x-tandem-cache", status.encode()))
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
