@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     otlp_endpoint: str | None = None
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
     # Response cache and rate limits (README: "Response cache and rate limits")
     redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")
     redis_timeout_ms: float = Field(default=50.0, gt=0)

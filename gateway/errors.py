@@ -17,7 +17,7 @@ TandemError                      500 internal_error
 
 Messages are written for clients: they never carry a traceback, an internal host name or a
 credential. Foreign exceptions are translated at the edge that sees them (the HTTP backend
-translates httpx errors), so everything above the backends deals in these types only.
+translates aiohttp errors), so everything above the backends deals in these types only.
 """
 
 from __future__ import annotations

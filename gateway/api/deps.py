@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from gateway.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread pool, per request
     return cast(AppState, request.app.state.tandem)
 
 

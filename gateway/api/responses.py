@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
 from gateway.api.aggregate import ResponseBuilder
 from gateway.api.sse import ChunkWriter, Envelope, Kind, sse_stream
+from gateway.api.streaming import SSEResponse
 from gateway.context import RequestFacts
 from gateway.errors import TandemError, UpstreamBadResponse, UpstreamError
 from gateway.events import Delta, EventStream, Report, Usage
@@ -25,7 +25,6 @@ from gateway.protocol import SamplingFields
 from gateway.state import AppState
 
 CLIENT_CLOSED = 499
-PING_SECONDS = 15
 
 
 def new_id(kind: Kind) -> str:
@@ -100,12 +99,8 @@ async def respond(
         raise UpstreamBadResponse("the model produced no output") from None
     if body.stream:
         writer = ChunkWriter(envelope, body.include_usage, body.options().provenance)
-        return EventSourceResponse(
-            sse_stream(writer, choices, first, stream),
-            sep="\n",
-            ping=PING_SECONDS,
-            shutdown_grace_period=state.settings.shutdown_grace_seconds,
-        )
+        ping = state.settings.sse_ping_seconds
+        return SSEResponse(sse_stream(writer, choices, first, stream), ping)
     builder = ResponseBuilder(envelope)
     builder.add(first)
     if not await until_disconnected(request, consume(stream, builder)):

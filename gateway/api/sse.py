@@ -1,7 +1,7 @@
 """The one serialiser: events -> OpenAI stream chunks as SSE bytes.
 
 Every chunk shares its envelope (`id`, `object`, `created`, `model`), so the envelope is
-rendered once per request and each event costs one small `json.dumps`. The finish or usage
+rendered once per request and each event costs one small `orjson.dumps`. The finish or usage
 chunk that closes the stream is held back until the policy's `Report` arrives, so the `tandem`
 extension rides on the last chunk without adding a chunk with empty `choices` that the client
 did not ask for.
@@ -9,11 +9,12 @@ did not ask for.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from gateway.errors import TandemError, internal_error
 from gateway.events import Delta, Event, EventStream, Finish, Usage
@@ -24,12 +25,12 @@ DONE = b"data: [DONE]\n\n"
 Kind = Literal["chat", "completion"]
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
 
 
-def frame(payload: str) -> bytes:
-    return b"data: " + payload.encode() + b"\n\n"
+def frame(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,10 @@ class ChunkWriter:
     def __init__(self, envelope: Envelope, include_usage: bool, provenance: bool) -> None:
         self.kind = envelope.kind
         head = dumps(envelope.fields(streaming=True))
-        self._prefix = head[:-1] + ',"choices":['
+        self._prefix = b"data: " + head[:-1] + b',"choices":['
         self._include_usage = include_usage
         self._provenance = provenance
-        self._held: tuple[str, str] | None = None  # (choices json, extra top-level json)
+        self._held: tuple[bytes, bytes] | None = None  # (choices json, extra top-level json)
 
     def opening(self, n: int) -> bytes:
         """Chat streams open with the assistant role, one chunk per choice."""
@@ -81,15 +82,15 @@ class ChunkWriter:
             return self._release() + self._chunk(dumps(self._delta_choice(event)))
         if isinstance(event, Finish):
             out = self._release()
-            self._held = (dumps(self._finish_choice(event)), "")
+            self._held = (dumps(self._finish_choice(event)), b"")
             return out
         if isinstance(event, Usage):
             if not self._include_usage:
                 return b""
             out = self._release()
-            self._held = ("", ',"usage":' + dumps(event.to_wire()))
+            self._held = (b"", b',"usage":' + dumps(event.to_wire()))
             return out
-        return self._release(extra=',"tandem":' + dumps(event.to_wire()))
+        return self._release(extra=b',"tandem":' + dumps(event.to_wire()))
 
     def close(self) -> bytes:
         return self._release() + DONE
@@ -97,10 +98,10 @@ class ChunkWriter:
     def error(self, exc: TandemError) -> bytes:
         return self._release() + frame(dumps(exc.body())) + DONE
 
-    def _chunk(self, choices: str, extra: str = "") -> bytes:
-        return frame(self._prefix + choices + "]" + extra + "}")
+    def _chunk(self, choices: bytes, extra: bytes = b"") -> bytes:
+        return self._prefix + choices + b"]" + extra + b"}\n\n"
 
-    def _release(self, extra: str = "") -> bytes:
+    def _release(self, extra: bytes = b"") -> bytes:
         if self._held is None:
             return b""
         choices, held_extra = self._held
@@ -146,7 +147,7 @@ class ChunkWriter:
 
 async def sse_stream(
     writer: ChunkWriter, n: int, first: Event, rest: EventStream
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """SSE bytes for a stream whose first event was already pulled (errors before it were
     HTTP errors); an error after that is an in-band error event, then `[DONE]`."""
     try:

@@ -32,7 +32,11 @@ def tandem(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     ("catalog", "key", "reason"),
     [
         ("backends: [1, 2]", "backends", "dictionary"),
-        ("backends: {a: {kind: warp}}\nmodels: {}", "backends.a.kind", "known: echo, openai"),
+        (
+            "backends: {a: {kind: warp}}\nmodels: {}",
+            "backends.a.kind",
+            "unknown backend kind 'warp'; known: echo, ",
+        ),
         ("backends: {a: {kind: openai, model: m}}", "backends.a.base_url", "required"),
         ("backends: {a: {kind: echo, colour: red}}", "backends.a.colour", "not permitted"),
         (

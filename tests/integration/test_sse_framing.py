@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import httpx
+
+from tests.servers import serve_gateway
 
 ID = re.compile(rb'"id":"(chatcmpl|cmpl)-[0-9a-f]{32}","object":"([a-z._]+)","created":\d+')
 
@@ -114,3 +117,23 @@ def test_completion_stream_bytes(gateway_url: str) -> None:
             b"data: [DONE]\n\n",
         ]
     )
+
+
+def test_an_idle_stream_is_kept_alive_with_comments(catalog_dir: Path) -> None:
+    with serve_gateway(catalog_dir / "catalog.yaml", sse_ping_seconds=0.1) as url:
+        raw = stream_bytes(
+            url,
+            "/v1/chat/completions",
+            {
+                "model": "relay",
+                "stream": True,
+                "messages": [{"role": "user", "content": "a"}],
+                "fake": {"itl": 0.5, "chunks": 2},
+            },
+        )
+    frames = raw.split(b"\n\n")
+    pause = frames.index(b": ping")
+    assert b'"content":"w0"' in frames[pause - 1], "pings fill the silence between tokens"
+    assert b'"content":" w1"' in frames[pause + frames[pause:].count(b": ping")]
+    data = [f for f in frames if f.startswith(b"data: ")]
+    assert data[-1] == b"data: [DONE]"
