@@ -163,3 +163,18 @@ async def test_a_gateway_starts_while_redis_is_down(caplog: pytest.LogCaptureFix
     with pytest.raises(StoreUnavailable):
         await store.take([Bucket("b", 1, 1)])
     await store.aclose()
+
+
+async def test_a_lone_timeout_is_a_miss_not_an_outage(private: RedisServer) -> None:
+    store = RedisStore(private.url, Metrics(), timeout=0.05)
+    await store.start()
+    for _ in range(2):
+        private.pause()
+        for _ in range(TIMEOUTS_TO_OUTAGE - 1):
+            with pytest.raises(StoreUnavailable):
+                await store.get("k")
+        private.resume()
+        assert await store.get("k") is None, "a success resets the count of timeouts"
+    assert store.available
+    assert outages(store) == 0
+    await store.aclose()

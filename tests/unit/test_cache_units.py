@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from gateway.api.sse import ChunkWriter, Envelope
 from gateway.backends.echo import EchoBackend, EchoConfig
 from gateway.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
+from gateway.config import Settings
 from gateway.events import Delta, Event, Finish, Report, Usage
 from gateway.metrics import Metrics
 from gateway.policies.direct import DirectParams
@@ -291,3 +292,55 @@ async def test_bypass_when_the_store_is_down_or_the_request_says_so() -> None:
 async def aiter_of(events: list[Event]):  # type: ignore[no-untyped-def]
     for event in events:
         yield event
+
+
+class WriteFailingStore(MemoryStore):
+    """Reads work, writes fail: Redis going away between a lookup and the store."""
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        raise StoreUnavailable
+
+
+async def test_a_failed_write_loses_the_entry_not_the_answer() -> None:
+    cache = ResponseCache(WriteFailingStore(), CacheConfig(), Metrics())
+    lookup = await cache.lookup(chat(temperature=0), "direct", PARAMS, BACKENDS, "a")
+    assert [e async for e in cache.record(lookup, aiter_of(EVENTS))][:-1] == EVENTS[:-1]
+    await cache.aclose()
+    again = await cache.lookup(chat(temperature=0), "direct", PARAMS, BACKENDS, "a")
+    assert again.status == "miss"
+
+
+async def test_a_corrupt_entry_is_a_miss_and_is_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    cache = ResponseCache(store, CacheConfig(), Metrics())
+    body = chat(temperature=0)
+    await store.set(key(body, scope="key:a"), b'[{"type": "d", "bogus": 1}]', ttl=60)
+    lookup = await cache.lookup(body, "direct", PARAMS, BACKENDS, "a")
+    assert (lookup.status, lookup.key) == ("miss", key(body, scope="key:a"))
+    assert "ignoring a response cache entry" in caplog.text
+    _ = [e async for e in cache.record(lookup, aiter_of(EVENTS))]
+    await cache.aclose()
+    assert (await cache.lookup(body, "direct", PARAMS, BACKENDS, "a")).status == "hit"
+
+
+async def test_answers_over_the_entry_limit_are_not_stored() -> None:
+    store = MemoryStore()
+    cache = ResponseCache(store, CacheConfig(max_entry_bytes=4), Metrics())
+    lookup = await cache.lookup(chat(temperature=0), "direct", PARAMS, BACKENDS, "a")
+    _ = [e async for e in cache.record(lookup, aiter_of(EVENTS))]
+    await cache.aclose()
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"redis_url": "http://127.0.0.1:6379"},
+        {"cache_scope": "tenant"},
+        {"rate_limit_rpm": -1},
+        {"cache_ttl_seconds": 0},
+    ],
+)
+def test_bad_cache_settings_are_refused(env: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**env)  # type: ignore[arg-type]
