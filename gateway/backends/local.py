@@ -85,6 +85,7 @@ class Runtime(Protocol):
     tokenizer: Any
     eos_ids: frozenset[int]
     context_length: int
+    vocab_size: int  # the tokenizer's, with added tokens (the model's may be padded larger)
 
 
 class LocalBackend(Backend):
@@ -210,7 +211,7 @@ class LocalBackend(Backend):
         return self._run(job)
 
     def _check(self, job: Job) -> None:
-        vocab = len(self.tokenizer.get_vocab())
+        vocab = self.runtime.vocab_size
         for i, prompt in enumerate(job.prompts):
             if any(t >= vocab for t in prompt):
                 raise InvalidRequest(f"prompt {i} holds a token id outside the vocabulary")

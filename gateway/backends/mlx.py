@@ -49,6 +49,7 @@ class MLXRuntime:
         self.tokenizer: Any = wrapper._tokenizer  # the Hugging Face tokenizer it wraps
         self.eos_ids = frozenset(int(i) for i in wrapper.eos_token_ids)
         args = getattr(self.model, "args", None)
+        self.vocab_size = len(self.tokenizer)
         self.context_length = int(getattr(args, "max_position_embeddings", None) or 2048)
 
 

@@ -53,6 +53,7 @@ class TorchRuntime:
             model: Any = AutoModelForCausalLM.from_pretrained(prepared.location, dtype=self.dtype)
             self.model: Any = model.to(self.device).eval()
         self.eos_ids = eos_ids(self.model, self.tokenizer)
+        self.vocab_size = len(self.tokenizer)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
 

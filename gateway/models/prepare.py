@@ -78,6 +78,8 @@ def prepared_folder(
             return target
         scratch_root = home / "tmp"
         scratch_root.mkdir(parents=True, exist_ok=True)
+        for stale in scratch_root.glob(f"{target.name}.*"):  # left by an interrupted start
+            shutil.rmtree(stale, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=scratch_root))
         try:
             build(source, scratch, target, bytes_per_param, max_memory_gb)

@@ -77,9 +77,10 @@ def local_gateway(smollm2_folder: Path, tiny_folder: Path) -> Iterator[tuple[str
     directory.mkdir(exist_ok=True)
     catalog = {
         "backends": {
-            "smollm2": {"kind": "transformers", "model": "smollm2-135m"},
+            # one torch thread: two spin against each other on a busy 2-core machine
+            "smollm2": {"kind": "transformers", "model": "smollm2-135m", "threads": 1},
             "smollm2-mlx": {"kind": "mlx", "model": "smollm2-135m"},
-            "tiny": {"kind": "transformers", "model": str(tiny_folder)},
+            "tiny": {"kind": "transformers", "model": str(tiny_folder), "threads": 1},
         },
         "models": {
             name: {"policy": "direct", "backends": {"main": name}}
