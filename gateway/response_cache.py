@@ -168,7 +168,10 @@ class ResponseCache:
                 seen.append(event)
                 yield event
         # Reached only when the stream ended normally: errors and disconnects raise past here.
-        if seen and isinstance(seen[-1], Report) and size <= self.config.max_entry_bytes:
+        # A degraded answer is not kept: the next request may get the large model again.
+        report = seen[-1] if seen else None
+        complete = isinstance(report, Report) and not report.degraded
+        if complete and size <= self.config.max_entry_bytes:
             self._write(key, encode(seen), ttl)
 
     def _write(self, key: str, blob: bytes, ttl: float) -> None:

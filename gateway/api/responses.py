@@ -67,6 +67,8 @@ async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -
 def note_report(metrics: Metrics, facts: RequestFacts, report: Report) -> None:
     facts.tokens = dict(report.tokens)
     facts.degraded = report.degraded
+    if report.extra.get("cache") == "hit":
+        return  # a replayed answer cost the models nothing
     for source, count in report.tokens.items():
         metrics.tokens.labels(facts.model, source).inc(count)
     if report.interventions:

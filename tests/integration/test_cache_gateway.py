@@ -262,3 +262,24 @@ def test_cache_metrics_count_results(gateway: str) -> None:
     metrics = httpx.get(f"{gateway}/metrics").text
     for result in ("hit", "miss", "bypass"):
         assert f'tandem_cache_requests_total{{cache="response",result="{result}"}}' in metrics
+
+
+def generated_tokens(url: str, model: str) -> float:
+    line = f'tandem_tokens_total{{model="{model}",source="main"}} '
+    text = httpx.get(f"{url}/metrics").text
+    return sum(float(row[len(line) :]) for row in text.splitlines() if row.startswith(line))
+
+
+def test_a_hit_is_not_counted_as_model_work(gateway: str) -> None:
+    request: dict[str, Any] = {
+        "model": "think",
+        "messages": [{"role": "user", "content": marker()}],
+        "temperature": 0,
+    }
+    with sdk(gateway) as client:
+        client.chat.completions.create(**request)
+        before = generated_tokens(gateway, "think")
+        hit = client.chat.completions.with_raw_response.create(**request)
+    assert hit.headers["x-tandem-cache"] == "hit"
+    assert before >= 4
+    assert generated_tokens(gateway, "think") == before

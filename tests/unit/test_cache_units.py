@@ -344,3 +344,13 @@ async def test_answers_over_the_entry_limit_are_not_stored() -> None:
 def test_bad_cache_settings_are_refused(env: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**env)  # type: ignore[arg-type]
+
+
+async def test_degraded_answers_are_not_stored() -> None:
+    store = MemoryStore()
+    cache = ResponseCache(store, CacheConfig(), Metrics())
+    lookup = await cache.lookup(chat(temperature=0), "direct", PARAMS, BACKENDS, "a")
+    degraded = [*EVENTS[:-1], Report("collab", {"small": 2}, degraded=True)]
+    _ = [e async for e in cache.record(lookup, aiter_of(degraded))]
+    await cache.aclose()
+    assert len(store) == 0
