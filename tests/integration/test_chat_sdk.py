@@ -246,3 +246,13 @@ def test_models_lists_the_aliases(client: OpenAI) -> None:
     card = client.models.retrieve("pair")
     assert card.object == "model"
     assert (card.model_extra or {})["tandem"]["roles"] == ["large", "small"]
+
+
+def test_sse_comments_from_the_upstream_are_skipped(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="relay",
+        messages=ask(marker()),
+        stream=True,
+        extra_body={"fake": {"chunks": 3, "comments": True}},
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "w0 w1 w2"

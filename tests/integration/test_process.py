@@ -88,10 +88,22 @@ def test_environment_overrides_the_catalog(tmp_path: Path) -> None:
 
 
 @contextmanager
-def running(catalog: Path, grace: float) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def running(
+    catalog: Path, grace: float, *flags: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = closed_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(catalog), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(catalog),
+            "--port",
+            str(port),
+            *flags,
+        ],
         env={**os.environ, "TANDEM_SHUTDOWN_GRACE_SECONDS": str(grace)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -171,3 +183,22 @@ def test_sigterm_cuts_streams_at_the_deadline(tmp_path: Path, upstream: Upstream
             list(lines)
         process.wait(timeout=10)
         assert time.monotonic() - signalled < 4
+
+
+def test_several_workers_serve_the_same_catalog(tmp_path: Path, upstream: Upstream) -> None:
+    with running(slow_catalog(tmp_path, upstream.url), 1, "--workers", "2") as (_, url):
+        answers = [
+            httpx.post(
+                url + "/v1/chat/completions",
+                json={
+                    "model": "relay",
+                    "messages": [{"role": "user", "content": "x"}],
+                    "fake": {"chunks": 2},
+                },
+                timeout=10,
+            )
+            for _ in range(6)
+        ]
+        assert [a.status_code for a in answers] == [200] * 6
+        assert {a.json()["choices"][0]["message"]["content"] for a in answers} == {"w0 w1"}
+        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == "relay"
