@@ -285,6 +285,9 @@ class ChoiceRun:
             choice = await session.step(self.sampling, k)
             self.generated += 1
             if choice.id in job.stop_ids:
+                # like vLLM: the end-of-sequence token has no text but does have log-probs
+                if job.logprobs is not None:
+                    yield Delta(self.index, "", logprobs=self._wire([choice], [""]))
                 reason = "stop"
                 break
             text = stopper.feed(detok.add([choice.id]))
