@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -24,6 +28,7 @@ from tests.deploy.conftest import (
     run_helm,
     venv_tool,
 )
+from tests.servers import closed_port
 
 VALUE_SETS = {"default": (), "all-on": (ALL_ON_VALUES,)}
 CRD_KINDS = {"ServiceMonitor"}
@@ -454,3 +459,85 @@ def test_notes_show_the_openai_sdk_base_url(
     assert f"port-forward service/{FULLNAME} 8000:8000" in notes
     assert f'OpenAI(base_url="http://127.0.0.1:8000/v1", api_key={key_hint})' in notes
     assert 'model="echo"' in notes
+
+
+def pod_filesystem(rendered: Rendered, root: Path) -> dict[str, Path]:
+    """Lay out the gateway pod's volumes under `root`; returns mountPath -> local folder."""
+    volumes = {v["name"]: v for v in pod_spec(rendered.gateway())["volumes"]}
+    configmaps = {d["metadata"]["name"]: d["data"] for d in rendered.all("ConfigMap")}
+    secrets = {d["metadata"]["name"]: d["data"] for d in rendered.all("Secret")}
+    mounts = {}
+    for mount in rendered.gateway_container()["volumeMounts"]:
+        folder = root / mount["mountPath"].lstrip("/")
+        folder.mkdir(parents=True)
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            data = configmaps[volume["configMap"]["name"]]
+            for item in volume["configMap"]["items"]:
+                (folder / item["path"]).write_text(data[item["key"]])
+        elif "secret" in volume:
+            data = secrets[volume["secret"]["secretName"]]
+            for item in volume["secret"]["items"]:
+                (folder / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+        else:
+            assert "emptyDir" in volume or "persistentVolumeClaim" in volume
+        mounts[mount["mountPath"]] = folder
+    return mounts
+
+
+def test_the_pod_environment_starts_a_ready_gateway(render: Render, tmp_path: Path) -> None:
+    """`tandem serve` with the rendered container's env, volumes and key Secret really serves."""
+    key = "sk-pod-test-key"
+    rendered = render(**{"apiKeys.values[0]": key})
+    container = rendered.gateway_container()
+    mounts = pod_filesystem(rendered, tmp_path / "pod")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    for var in container["env"]:
+        value = var["value"]
+        for mount_path, folder in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            if value == mount_path or value.startswith(f"{mount_path}/"):
+                value = str(folder) + value[len(mount_path) :]
+                break
+        env[var["name"]] = value
+    port = closed_port()
+    env |= {"TANDEM_HOST": "127.0.0.1", "TANDEM_PORT": str(port)}
+    assert container["args"] == ["serve"]
+    process = subprocess.Popen(
+        [venv_tool("tandem"), *container["args"]],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    log = ""
+    try:
+        with httpx.Client(base_url=base, timeout=5) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, process.communicate()[1]
+                try:
+                    if client.get(container["livenessProbe"]["httpGet"]["path"]).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the gateway did not come up in 60 s"
+                time.sleep(0.2)
+            assert client.get(container["readinessProbe"]["httpGet"]["path"]).status_code == 200
+            assert client.get("/v1/models").status_code == 401
+            models = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+            assert models.status_code == 200
+            assert [m["id"] for m in models.json()["data"]] == ["echo"]
+            assert "tandem_requests_total" in client.get("/metrics").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        grace = pod_spec(rendered.gateway())["terminationGracePeriodSeconds"]
+        try:
+            log = process.communicate(timeout=grace)[1]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    # Uvicorn drains, then re-raises the signal it caught.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in log
