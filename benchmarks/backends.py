@@ -1,0 +1,179 @@
+"""Token-session speed per backend and model: tokens/s and per-step latency by prefix length.
+
+    .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1] [--only transformers]
+
+For each prefix length it opens a session on that many tokens of real text, then times
+- `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, pick, forward);
+- `forward`: the runtime's bare one-token forward pass on an equally long cache, no session;
+and prints the session's overhead over the bare forward pass. With a KV cache, step time at
+1024 tokens should stay within 1.5x of step time at 32. Numbers, not a test: run it on a quiet
+machine. The `openai` rows are HTTP sessions against another Tandem on loopback serving the
+same transformers model (one request per step, relying on the prefix cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.backends.local import LocalBackend
+from gateway.backends.sessions import TokenSession
+
+PREFIXES = (32, 256, 1024)
+PARAGRAPH = (
+    "Tandem is a gateway that makes a small and a large language model work as one. "
+    "A client asks for a model alias, and Tandem decides per request how the two models "
+    "share the work, token by token or plan by plan, and reports who wrote what. "
+)
+
+
+def make_backend(kind: str, model: str, threads: int) -> LocalBackend:
+    if kind == "transformers":
+        from gateway.backends.transformers import TransformersBackend, TransformersConfig
+
+        return TransformersBackend(kind, TransformersConfig(model=model, threads=threads))
+    from gateway.backends.mlx import MLXBackend, MLXConfig
+
+    return MLXBackend(kind, MLXConfig(model=model))
+
+
+def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
+    """One token's forward pass on a cache holding `ids`, nothing else (run on the worker)."""
+    core: Any = backend.new_core(backend.runtime, False)
+    core.extend(ids, None)
+    token = ids[-1]
+    if backend.kind == "transformers":
+        import torch
+
+        def forward() -> None:
+            with torch.inference_mode():
+                core.model(input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1)
+
+        return forward
+    import mlx.core as mx
+
+    def forward_mlx() -> None:
+        mx.eval(core.model(mx.array([[token]]), cache=core.cache))
+
+    return forward_mlx
+
+
+async def time_steps(session: TokenSession, steps: int) -> list[float]:
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        await session.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, float, float]:
+    """(prefill seconds, median step seconds, median bare forward seconds or nan)."""
+    start = time.perf_counter()
+    session = await backend.open_session(ids)
+    async with session:
+        await session.next_distribution(1)
+        prefill = time.perf_counter() - start
+        step = statistics.median(await time_steps(session, steps))
+    bare = float("nan")
+    if isinstance(backend, LocalBackend):
+
+        def run_bare() -> float:
+            forward = bare_forward(backend, ids)
+            forward()  # warm
+            samples = []
+            for _ in range(steps):
+                begin = time.perf_counter()
+                forward()
+                samples.append(time.perf_counter() - begin)
+            return statistics.median(samples)
+
+        bare = await backend.worker.run(run_bare)
+    return prefill, step, bare
+
+
+def row(kind: str, model: str, prefix: int, result: tuple[float, float, float]) -> str:
+    prefill, step, bare = result
+    overhead = f"{(step / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
+    bare_ms = f"{bare * 1000:.1f}" if bare == bare else "n/a"
+    return (
+        f"| {kind} | {model} | {prefix} | {prefill * 1000:.0f} | {step * 1000:.1f} | "
+        f"{bare_ms} | {overhead} | {1 / step:.1f} |"
+    )
+
+
+async def bench_local(kind: str, model: str, args: argparse.Namespace) -> LocalBackend:
+    backend = make_backend(kind, model, args.threads)
+    await backend.start()
+    text_ids = backend.tokenizer.encode(PARAGRAPH * 80)
+    await measure(backend, text_ids[:32], 2)  # warm-up
+    for prefix in PREFIXES:
+        print(row(kind, model, prefix, await measure(backend, text_ids[:prefix], args.steps)))
+    return backend
+
+
+async def bench_http(model: str, args: argparse.Namespace) -> None:
+    """A session over HTTP against a Tandem serving `model` on transformers."""
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from gateway.app import create_app
+    from gateway.backends.openai_http import OpenAIBackend, OpenAIBackendConfig
+    from gateway.backends.openai_sessions import HTTPSessions
+    from gateway.config import Settings
+    from loadtests.fake_upstream import ServerThread
+
+    catalog = {
+        "backends": {"m": {"kind": "transformers", "model": model, "threads": args.threads}},
+        "models": {"m": {"policy": "direct", "backends": {"main": "m"}}},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "catalog.yaml"
+        path.write_text(yaml.safe_dump(catalog))
+        app = create_app(Settings(config=path))
+        with ServerThread(app) as server:
+            remote = OpenAIBackend(
+                "remote", OpenAIBackendConfig(base_url=server.url + "/v1", model="m")
+            )
+            await remote.start()
+            try:
+                local = app.state.tandem.router.backends["m"]
+                sessions = HTTPSessions(remote, local.tokenizer)
+                text_ids = local.tokenizer.encode(PARAGRAPH * 80)
+                await measure(sessions, text_ids[:32], 2)
+                for prefix in PREFIXES:
+                    result = await measure(sessions, text_ids[:prefix], args.steps)
+                    print(row("openai (HTTP, Tandem)", model, prefix, result))
+            finally:
+                await remote.aclose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--only", choices=["transformers", "mlx", "openai"])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    args = parser.parse_args()
+    print(
+        "| backend | model | prefix | prefill ms | step ms | bare forward ms | "
+        "session overhead | tokens/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ("transformers", "mlx"):
+        if args.only in (None, kind):
+            for model in args.models:
+                backend = await bench_local(kind, model, args)
+                await backend.aclose()
+    if args.only in (None, "openai"):
+        await bench_http(args.models[0], args)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
