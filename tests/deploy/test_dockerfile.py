@@ -279,7 +279,12 @@ def test_settings_agree_with_the_chart_and_compose(stages: dict[str, Stage]) -> 
     values = load_yaml(CHART / "values.yaml")
     assert env["TANDEM_CONFIG"] == values["config"]["catalogPath"]
     assert env["TANDEM_HOME"] == values["config"]["home"]
-    compose_env = load_yaml(COMPOSE)["x-tandem"]["environment"]
+    compose = load_yaml(COMPOSE)["x-tandem"]
+    compose_env = compose["environment"]
+    # Home is where the read-only root filesystem stays writable in compose and in the chart.
+    assert env["HOME"] == "/tmp"
+    assert env["HOME"] in compose["tmpfs"]
+    assert compose["read_only"] is True
     assert compose_env["TANDEM_CONFIG"] == env["TANDEM_CONFIG"]
     assert compose_env["TANDEM_HOME"] == env["TANDEM_HOME"]
     assert stages["runtime"].all("EXPOSE") == [env["TANDEM_PORT"]]
