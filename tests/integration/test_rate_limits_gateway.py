@@ -94,6 +94,7 @@ def test_tokens_per_minute_refuse_after_a_costly_answer(catalog: Path) -> None:
         models = httpx.get(f"{url}/v1/models")
     response = caught.value.response
     assert response.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert response.headers["x-tandem-cache"] == "bypass", "refused before the cache is asked"
     assert "tokens per minute" in response.json()["error"]["message"]
     # 7 + 9 = 16 tokens against a bucket of 10: a debt of 6, so 7 to refill at 10 a minute
     assert response.headers["retry-after"] == "42"
