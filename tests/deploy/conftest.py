@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,12 +88,15 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
 def render(helm: str) -> Render:
     """`helm template` with values files and --set pairs; fails the test when helm does."""
 
-    def _render(*values: Path, kube: str = KUBE_VERSIONS[-1], **sets: str) -> Rendered:
+    def _render(*values: Path, kube: str = KUBE_VERSIONS[-1], **sets: object) -> Rendered:
         args = ["template", RELEASE, str(CHART), "--kube-version", kube]
         for path in values:
             args += ["--values", str(path)]
         for key, value in sets.items():
-            args += ["--set-string" if isinstance(value, str) else "--set", f"{key}={value}"]
+            if isinstance(value, str):
+                args += ["--set-string", f"{key}={value}"]
+            else:
+                args += ["--set", f"{key}={json.dumps(value)}"]
         result = run_helm(helm, *args)
         assert result.returncode == 0, result.stderr
         docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]

@@ -426,19 +426,39 @@ def test_values_schema_rejects_bad_values(helm: str, setting: str, message: str)
     assert message in result.stderr
 
 
-def test_redis_external_and_bundled_together_are_refused(helm: str) -> None:
-    result = run_helm(
-        helm,
-        "template",
-        RELEASE,
-        str(CHART),
-        "--set",
-        "redis.bundled.enabled=true",
-        "--set",
-        "redis.external.secretName=r",
-    )
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["redis.bundled.enabled=true", "redis.external.secretName=r"], "not both"),
+        (["config.metricsRequireAuth=true", "serviceMonitor.enabled=true"], "authorization"),
+    ],
+    ids=["two-redis", "scrape-without-key"],
+)
+def test_contradictory_values_are_refused(helm: str, settings: list[str], message: str) -> None:
+    args = ["template", RELEASE, str(CHART)]
+    for setting in settings:
+        args += ["--set", setting]
+    result = run_helm(helm, *args)
     assert result.returncode != 0
-    assert "not both" in result.stderr
+    assert message in result.stderr
+
+
+def test_scrape_key_reaches_the_service_monitor(render: Render) -> None:
+    rendered = render(
+        **{
+            "config.metricsRequireAuth": True,
+            "serviceMonitor.enabled": True,
+            "serviceMonitor.authorization.secretName": "scrape-key",
+            "serviceMonitor.authorization.secretKey": "key",
+        }
+    )
+    (endpoint,) = rendered.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "scrape-key", "key": "key"},
+    }
+    env = env_of(rendered.gateway_container())
+    assert env["TANDEM_METRICS_REQUIRE_AUTH"]["value"] == "true"
 
 
 @pytest.mark.parametrize(
