@@ -1,6 +1,7 @@
 """Token-session speed per backend and model: tokens/s and per-step latency by prefix length.
 
     .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1] [--only transformers]
+        [--models smollm2-135m] [--prefixes 32 256 1024]
 
 For each prefix length it opens a session on that many tokens of real text, then times
 - `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, pick, forward);
@@ -111,7 +112,7 @@ async def bench_local(kind: str, model: str, args: argparse.Namespace) -> LocalB
     await backend.start()
     text_ids = backend.tokenizer.encode(PARAGRAPH * 80)
     await measure(backend, text_ids[:32], 2)  # warm-up
-    for prefix in PREFIXES:
+    for prefix in args.prefixes:
         print(row(kind, model, prefix, await measure(backend, text_ids[:prefix], args.steps)))
     return backend
 
@@ -147,7 +148,7 @@ async def bench_http(model: str, args: argparse.Namespace) -> None:
                 sessions = HTTPSessions(remote, local.tokenizer)
                 text_ids = local.tokenizer.encode(PARAGRAPH * 80)
                 await measure(sessions, text_ids[:32], 2)
-                for prefix in PREFIXES:
+                for prefix in args.prefixes:
                     result = await measure(sessions, text_ids[:prefix], args.steps)
                     print(row("openai (HTTP, Tandem)", model, prefix, result))
             finally:
@@ -160,6 +161,7 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--only", choices=["transformers", "mlx", "openai"])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    parser.add_argument("--prefixes", nargs="+", type=int, default=list(PREFIXES))
     args = parser.parse_args()
     print(
         "| backend | model | prefix | prefill ms | step ms | bare forward ms | "
