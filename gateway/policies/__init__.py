@@ -7,7 +7,10 @@ from gateway.registry import Registry
 
 policies: Registry[Policy] = Registry(
     "policy",
-    lazy={"direct": "gateway.policies.direct"},
+    lazy={
+        "direct": "gateway.policies.direct",
+        "collab": "gateway.policies.collab",
+    },
 )
 register = policies.register
 

@@ -1,0 +1,210 @@
+"""`collab`: token-level collaborative decoding. The small model writes; before each token a
+trigger reads its next-token distribution and may hand the next span to the large model.
+
+Roles: `small` (a backend with token sessions: transformers, mlx, vllm) and `large` (the same,
+or an `openai` backend whose server shares the small model's vocabulary: vLLM, another Tandem).
+When the two tokenizers' fingerprints match, the models exchange token ids; otherwise text,
+re-tokenised exactly at the seam (`gateway.policies.seam`). The loop itself is in
+`gateway.policies.collab_loop`.
+
+Parameters (catalog `params`, or per request in `extra_body={"tandem": {...}}`): `trigger`,
+`threshold`, `router` (a `.json` file, for `learned`), `span` (large tokens per intervention,
+1-32), `span_stop` (end a span at punctuation or a newline), `draft` (tokens the small model
+drafts while the large one works; 0: off), `deadline` (seconds per intervention before the
+small model's token is used), `breaker_failures`/`breaker_cooldown`, `top_k`, `max_tokens`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, cast
+
+from pydantic import Field
+
+from gateway.backends.base import Backend
+from gateway.backends.local import PLAIN_TURN_STOPS, refuse_unsupported, sampling_of
+from gateway.backends.openai_http import OpenAIBackend
+from gateway.backends.openai_sessions import HTTPSessions
+from gateway.backends.sessions import Sampling, TokenBackend
+from gateway.errors import InvalidRequest, UnsupportedField
+from gateway.events import EventStream, Report, Usage
+from gateway.policies import ParamError, register
+from gateway.policies.base import Policy, PolicyParams, check_content_types
+from gateway.policies.breaker import CircuitBreaker
+from gateway.policies.collab_loop import Choice, Plan, Tally
+from gateway.policies.triggers import Trigger, TriggerError, triggers
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.registry import UnknownName
+from gateway.tokens import chat_prompt, encode_prompt, has_chat_template
+
+BY = "the 'collab' policy"
+
+
+class CollabParams(PolicyParams):
+    trigger: str = "entropy"
+    threshold: float | None = None
+    router: str | None = None
+    span: int = Field(default=1, ge=1, le=32)
+    span_stop: bool = False
+    draft: int = Field(default=4, ge=0, le=32)
+    deadline: float = Field(default=10.0, gt=0, le=600)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=30.0, ge=0)
+    top_k: int = Field(default=8, ge=2, le=64)
+    max_tokens: int = Field(default=512, ge=1, description="when the request sets none")
+
+
+def has_sessions(backend: Backend) -> bool:
+    # not isinstance(TokenBackend): on 3.11 that reads properties, which raise before start
+    return callable(getattr(type(backend), "open_session", None))
+
+
+@register("collab")
+class CollabPolicy(Policy):
+    name = "collab"
+    Params = CollabParams
+
+    def __init__(self, alias: str, backends: Mapping[str, Backend]) -> None:
+        super().__init__(alias, backends)
+        self._triggers: dict[tuple[str, float | None, str | None], Trigger] = {}
+        self._breakers: dict[tuple[int, float], CircuitBreaker] = {}
+        self._http: HTTPSessions | None = None
+
+    def check_params(self, params: PolicyParams) -> None:
+        p = cast(CollabParams, params)
+        small = self.backend("small", "backends")
+        if not has_sessions(small):
+            raise ParamError("backends", f"the small backend '{small.name}' has no token sessions")
+        large = self.backend("large", "backends")
+        if not (has_sessions(large) or isinstance(large, OpenAIBackend)):
+            raise ParamError("backends", f"the large backend '{large.name}' has no token sessions")
+        self.trigger(p)
+
+    def trigger(self, p: CollabParams) -> Trigger:
+        key = (p.trigger, p.threshold, p.router)
+        if key not in self._triggers:
+            try:
+                self._triggers[key] = triggers.get(p.trigger).build(p.threshold, p.router)
+            except UnknownName as exc:
+                raise ParamError("trigger", str(exc)) from None
+            except TriggerError as exc:
+                raise ParamError("router" if p.router else "trigger", str(exc)) from None
+        return self._triggers[key]
+
+    def breaker(self, p: CollabParams) -> CircuitBreaker:
+        key = (p.breaker_failures, p.breaker_cooldown)
+        if key not in self._breakers:
+            self._breakers[key] = CircuitBreaker(*key)
+        return self._breakers[key]
+
+    def pair(self) -> tuple[TokenBackend, TokenBackend]:
+        """The two models as token backends; an HTTP large model shares the small vocabulary."""
+        small = cast(TokenBackend, self.backends["small"])
+        large = self.backends["large"]
+        if has_sessions(large):
+            return small, cast(TokenBackend, large)
+        if self._http is None:
+            self._http = HTTPSessions(cast(OpenAIBackend, large), small.tokenizer)
+        return small, self._http
+
+    def chat(self, request: ChatCompletionRequest, params: CollabParams) -> EventStream:
+        for name in ("tools", "response_format", "logprobs"):
+            if getattr(request, name):
+                raise UnsupportedField(name, BY)
+        refuse_unsupported(request, BY)
+        for role in ("small", "large"):
+            check_content_types(request, self.backends[role])
+        small, large = self.pair()
+        prompts, templated = [], True
+        for backend in (small, large):
+            text = chat_prompt(backend.tokenizer, request.messages)
+            own = has_chat_template(backend.tokenizer)
+            prompts.append(encode_prompt(backend.tokenizer, text, templated=own))
+            templated = templated and own
+        # a model without a chat template goes on with the next turn: the reply ends there
+        stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
+        limit = request.max_output_tokens or params.max_tokens
+        plan = self.plan(params, prompts[0], prompts[1], stops, limit)
+        return self._run([plan], request.n, sampling_of(request))
+
+    def complete(self, request: CompletionRequest, params: CollabParams) -> EventStream:
+        refuse_unsupported(request, BY)
+        for name in ("echo", "logprobs", "suffix", "best_of", "prompt_logprobs", "min_tokens"):
+            if getattr(request, name):
+                raise UnsupportedField(name, BY)
+        small, large = self.pair()
+        limit = params.max_tokens if request.max_tokens is None else request.max_tokens
+        plans = []
+        for prompt in request.prompts():
+            if not isinstance(prompt, str):
+                raise InvalidRequest(f"{BY} takes text prompts, not token ids", param="prompt")
+            ids = [small.tokenizer.encode(prompt), large.tokenizer.encode(prompt)]
+            plans.append(self.plan(params, ids[0], ids[1], request.stop_sequences(), limit))
+        return self._run(plans, request.n, sampling_of(request, request.top_k))
+
+    def plan(
+        self, p: CollabParams, small_ids: list[int], large_ids: list[int], stops: list[str], n: int
+    ) -> Plan:
+        small, large = self.pair()
+        same = small.fingerprint == large.fingerprint
+        small_eos: frozenset[int] = getattr(small, "eos_ids", frozenset())
+        return Plan(
+            small=small,
+            large=large,
+            same_vocab=same,
+            small_prompt=small_ids,
+            large_prompt=small_ids if same else large_ids,
+            small_eos=small_eos,
+            large_eos=getattr(large, "eos_ids", small_eos),
+            stops=stops,
+            max_tokens=n,
+            trigger=self.trigger(p),
+            breaker=self.breaker(p),
+            span=p.span,
+            span_stop=p.span_stop,
+            draft=p.draft,
+            deadline=p.deadline,
+            top_k=p.top_k,
+        )
+
+    async def _run(self, plans: list[Plan], n: int, sampling: Sampling) -> EventStream:
+        tallies: list[Tally] = []
+        for plan in plans:
+            for j in range(n):
+                seed = None if sampling.seed is None else sampling.seed + j
+                choice = Choice(plan, len(tallies), replace(sampling, seed=seed))
+                async for event in choice.events():
+                    yield event
+                tallies.append(choice.tally)
+        prompt = sum(len(plan.small_prompt) for plan in plans) * n
+        yield Usage(prompt, sum(t.small + t.large for t in tallies))
+        yield report(plans[0], tallies)
+
+
+def report(plan: Plan, tallies: list[Tally]) -> Report:
+    small = sum(t.small for t in tallies)
+    large = sum(t.large for t in tallies)
+    tokens = small + large
+    overhead = sum(t.wall_seconds - t.model_seconds for t in tallies)
+    extra: dict[str, Any] = {
+        "tokens_small": small,
+        "tokens_large": large,
+        "trigger": type(plan.trigger).name,
+        "threshold": plan.trigger.threshold,
+        "span": plan.span,
+        "vocabulary": "shared" if plan.same_vocab else "text",
+        "drafted": sum(t.drafted for t in tallies),
+        "draft_kept": sum(t.draft_kept for t in tallies),
+        "large_failures": sum(t.failures for t in tallies),
+        "breaker_skips": sum(t.skipped for t in tallies),
+        "overhead_ms_per_token": round(1000 * overhead / tokens, 4) if tokens else 0.0,
+    }
+    return Report(
+        "collab",
+        tokens={"small": small, "large": large},
+        interventions=sum(t.interventions for t in tallies),
+        degraded=any(t.degraded for t in tallies),
+        extra=extra,
+        large_call_seconds=[s for t in tallies for s in t.large_seconds],
+    )
