@@ -40,6 +40,9 @@ async def rewind(session: TokenSession, length: int) -> None:
         # transformers 5 crops by a negative count of tokens to remove
         core.cache.crop(keep - core.cache.get_seq_length())
         core.last = None
+        forwarded = getattr(core, "forwarded", None)
+        if forwarded is not None:  # what a prefix pool trusts the cache to hold
+            del forwarded[keep:]
 
     if keep < read:
         await session._worker.run(crop)

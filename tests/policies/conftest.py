@@ -1,0 +1,121 @@
+"""Model pairs for the policy tests, loaded once per run.
+
+`tiny_pair`: two random-initialised Llama models on SmolLM2's real tokenizer (same vocabulary,
+different weights), milliseconds per token. `real_pair`: SmolLM2-135M and Gemma-3-270M, the
+default catalog's two models, whose vocabularies differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.backends.local import LocalBackend
+from gateway.backends.transformers import TransformersBackend, TransformersConfig
+from gateway.events import Delta, Event, Finish, Report, Usage
+from gateway.models import prepare
+from gateway.policies.collab import CollabPolicy
+from gateway.protocol import ChatCompletionRequest
+
+QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
+
+
+def tiny_model(folder: Path, tokenizer_folder: Path, seed: int) -> None:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    # a wide spread gives entropies of 3-5.5 nats: thresholds in between fire sometimes
+    config.initializer_range = 0.5
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def started(backends: list[LocalBackend]) -> Iterator[list[LocalBackend]]:
+    for backend in backends:
+        asyncio.run(backend.start())
+    try:
+        yield backends
+    finally:
+        for backend in backends:
+            asyncio.run(backend.aclose())
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    smollm2 = Path(prepare("smollm2-135m").location)
+    folders = (tmp_path_factory.mktemp("tiny-small"), tmp_path_factory.mktemp("tiny-large"))
+    for seed, folder in enumerate(folders):
+        tiny_model(folder, smollm2, seed)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_folders: tuple[Path, Path]) -> Iterator[list[LocalBackend]]:
+    """small, large, and a second copy of small (drafts always agree with it)."""
+    small, large = tiny_folders
+    names = [("small", small), ("large", large), ("twin", small)]
+    yield from started(
+        [TransformersBackend(n, TransformersConfig(model=str(f), threads=1)) for n, f in names]
+    )
+
+
+@pytest.fixture(scope="session")
+def real_pair() -> Iterator[list[LocalBackend]]:
+    models = [("smollm2", "smollm2-135m"), ("gemma3", "gemma3-270m")]
+    yield from started(
+        [TransformersBackend(n, TransformersConfig(model=m, threads=1)) for n, m in models]
+    )
+
+
+class Outcome:
+    """Everything a request produced, by kind."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.deltas = [e for e in events if isinstance(e, Delta)]
+        self.finishes = [e for e in events if isinstance(e, Finish)]
+        self.usage = next(e for e in events if isinstance(e, Usage))
+        self.report = next(e for e in events if isinstance(e, Report))
+
+    def text(self, index: int = 0) -> str:
+        return "".join(d.text for d in self.deltas if d.index == index)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return self.report.extra
+
+
+def collab(small: Any, large: Any) -> CollabPolicy:
+    return CollabPolicy("collab", {"small": small, "large": large})
+
+
+async def run_collab(
+    small: Any,
+    large: Any,
+    params: dict[str, Any] | None = None,
+    policy: CollabPolicy | None = None,
+    **request: Any,
+) -> Outcome:
+    policy = policy or collab(small, large)
+    body = {"model": "collab", "messages": QUESTION, "max_tokens": 16, "temperature": 0}
+    body.update(request)
+    chat = ChatCompletionRequest.model_validate(body)
+    events = [e async for e in policy.chat(chat, policy.parse_params(params or {}))]
+    return Outcome(events)
