@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from gateway.backends.base import Backend, BackendConfig
+from gateway.backends.prefix_pool import PrefixPool
 from gateway.backends.sessions import (
     Sampling,
     SessionCore,
@@ -45,6 +46,9 @@ class LocalBackendConfig(BackendConfig):
     model: str = Field(description="packaged name, .gguf file, model folder or hub id")
     max_memory_gb: float | None = Field(default=None, gt=0)
     default_max_tokens: int = Field(default=512, ge=1)
+    prefix_cache: int = Field(
+        default=4, ge=0, description="finished sessions' KV caches kept for reuse (0: none)"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class LocalBackend(Backend):
         self.settings = config
         self._runtime: Runtime | None = None
         self.worker = Worker(name)
+        self.prefix_pool: PrefixPool[SessionCore] = PrefixPool(config.prefix_cache)
 
     @abstractmethod
     def load(self) -> Runtime:
@@ -116,6 +121,7 @@ class LocalBackend(Backend):
 
     async def aclose(self) -> None:
         self._runtime = None
+        self.prefix_pool.clear()
         self.worker.shutdown()
 
     @property
@@ -143,8 +149,10 @@ class LocalBackend(Backend):
     async def open_session(
         self, prompt_ids: Sequence[int], *, hidden: bool = False
     ) -> TokenSession:
-        core = self.new_core(self.runtime, hidden)
-        return ThreadedSession(core, self.worker, prompt_ids)
+        core = self.prefix_pool.take(prompt_ids, hidden)
+        if core is None:
+            core = self.new_core(self.runtime, hidden)
+        return ThreadedSession(core, self.worker, prompt_ids, self.prefix_pool, hidden)
 
     @property
     def fingerprint(self) -> str:

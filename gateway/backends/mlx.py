@@ -118,6 +118,7 @@ class MLXCore:
         self.cache: Any = make_prompt_cache(self.model)
         self.last: Any = None
         self.key: Any = None
+        self.forwarded: list[int] = []
 
     def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
         logits = self.model(mx.array([list(ids)]), cache=self.cache)[0].astype(mx.float32)
@@ -125,6 +126,7 @@ class MLXCore:
         scores = None if k is None else self._score(ids, rows, k)
         self.last = rows[-1]
         mx.eval(self.last)
+        self.forwarded.extend(ids)
         return scores
 
     def _score(self, ids: Sequence[int], rows: Any, k: int) -> list[TokenChoice]:
@@ -164,9 +166,13 @@ class MLXCore:
             token = sample(logprobs, sampling, use)
         return TokenChoice(token, as_floats(logprobs[token][None])[0], top(logprobs, k))
 
+    def reuse(self) -> None:
+        self.key = None
+
     def release(self) -> None:
         self.cache = None
         self.last = None
+        self.forwarded = []
 
 
 @register("mlx")

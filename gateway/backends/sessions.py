@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
+from gateway.backends.prefix_pool import PrefixPool
 from gateway.tokens import HFTokenizer
 
 T = TypeVar("T")
@@ -180,6 +181,9 @@ class TokenBackend(Protocol):
 class SessionCore(Protocol):
     """One sequence's state inside an in-process runtime; called on one worker thread only."""
 
+    #: the token ids the cache holds (what `extend` has read), in order
+    forwarded: list[int]
+
     def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
         """Run the model over `ids` (KV cache kept); with `k` set, score each of them."""
 
@@ -187,6 +191,9 @@ class SessionCore(Protocol):
 
     def pick(self, sampling: Sampling, k: int) -> TokenChoice:
         """Choose the next token from the current distribution (without appending it)."""
+
+    def reuse(self) -> None:
+        """Forget per-request state (the sampling RNG) before another session uses the core."""
 
     def release(self) -> None: ...
 
@@ -212,12 +219,32 @@ class Worker:
 class ThreadedSession(TokenSession):
     """A `SessionCore` driven from the event loop through the runtime's `Worker`."""
 
-    def __init__(self, core: SessionCore, worker: Worker, prompt_ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        core: SessionCore,
+        worker: Worker,
+        prompt_ids: Sequence[int],
+        pool: PrefixPool[SessionCore] | None = None,
+        hidden: bool = False,
+    ) -> None:
         super().__init__(prompt_ids)
         self._core = core
         self._worker = worker
-        self._pending: list[int] = list(prompt_ids)
+        # a core from the pool already holds a prefix of the prompt
+        self._pending: list[int] = list(prompt_ids[len(core.forwarded) :])
+        self._pool = pool
+        self._hidden = hidden
+        self._failed = False
         worker.open_sessions += 1
+
+    async def _run(self, job: Callable[[], T]) -> T:
+        try:
+            return await self._worker.run(job)
+        except asyncio.CancelledError:
+            raise  # the job finishes on the worker; the core stays consistent
+        except BaseException:
+            self._failed = True  # a forward pass that failed half-way may have left a bad cache
+            raise
 
     def _take_pending(self) -> list[int]:
         if self.closed:
@@ -234,7 +261,7 @@ class ThreadedSession(TokenSession):
                 core.extend(pending, None)
             return core.distribution(k)
 
-        return await self._worker.run(job)
+        return await self._run(job)
 
     async def append(self, ids: Sequence[int]) -> None:
         """The model reads the ids lazily, with the next query."""
@@ -252,7 +279,7 @@ class ThreadedSession(TokenSession):
                 core.extend(pending, None)
             return core.extend(new, k) or []
 
-        scores = await self._worker.run(job)
+        scores = await self._run(job)
         self.ids.extend(new)
         return scores
 
@@ -265,7 +292,7 @@ class ThreadedSession(TokenSession):
                 core.extend(pending, None)
             return core.pick(sampling, k)
 
-        choice = await self._worker.run(job)
+        choice = await self._run(job)
         self.ids.append(choice.id)
         self._pending = [choice.id]
         return choice
@@ -276,4 +303,8 @@ class ThreadedSession(TokenSession):
         self.closed = True
         self._pending = []
         self._worker.open_sessions -= 1
-        self._worker.submit(self._core.release)
+        core, pool, hidden = self._core, self._pool, self._hidden
+        if pool is None or self._failed:
+            self._worker.submit(core.release)
+        else:  # queued after this session's last job, so the pool never sees a busy core
+            self._worker.submit(lambda: pool.put(core, hidden))

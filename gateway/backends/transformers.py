@@ -112,6 +112,7 @@ class TorchCore:
         self.hidden: torch.Tensor | None = None
         self.want_hidden = hidden
         self.generator: torch.Generator | None = None
+        self.forwarded: list[int] = []
 
     @torch.inference_mode()
     def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
@@ -127,6 +128,7 @@ class TorchCore:
             self.hidden = out.hidden_states[-1][0, -1].float()
         scores = None if k is None else self._score(ids, rows, k)
         self.last = rows[-1]
+        self.forwarded.extend(ids)
         return scores
 
     def _score(self, ids: Sequence[int], rows: torch.Tensor, k: int) -> list[TokenChoice]:
@@ -173,10 +175,14 @@ class TorchCore:
                 self.generator.manual_seed(seed)
         return self.generator
 
+    def reuse(self) -> None:
+        self.generator = None
+
     def release(self) -> None:
         self.cache = None
         self.last = None
         self.hidden = None
+        self.forwarded = []
 
 
 @register("transformers")

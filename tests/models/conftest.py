@@ -66,7 +66,7 @@ def started(backend: LocalBackend) -> Iterator[LocalBackend]:
 
 @pytest.fixture(scope="session")
 def tiny(tiny_folder: Path) -> Iterator[LocalBackend]:
-    config = TransformersConfig(model=str(tiny_folder), threads=1)
+    config = TransformersConfig(model=str(tiny_folder), threads=1, prefix_cache=0)
     yield from started(TransformersBackend("tiny", config))
 
 

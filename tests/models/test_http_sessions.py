@@ -13,6 +13,9 @@ from gateway.backends.sessions import Sampling, Stop
 from gateway.backends.transformers import TransformersBackend
 from gateway.errors import InvalidRequest
 
+#: the same computation up to float summation order: a server session may continue a pooled
+#: KV cache where the reference prefilled in one pass (differences measured around 1e-5)
+SAME = 1e-4
 TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of"
 
 
@@ -36,7 +39,7 @@ async def test_distribution_over_http_equals_the_local_session(
     async with await sessions.open_session(ids) as http, await smollm2.open_session(ids) as local:
         far, near = await http.next_distribution(5), await local.next_distribution(5)
     assert far.ids == near.ids
-    assert far.logprobs == pytest.approx(near.logprobs, abs=1e-6)
+    assert far.logprobs == pytest.approx(near.logprobs, abs=SAME)
     # over HTTP the entropy is a lower bound from the top-k
     assert 0 < far.entropy <= near.entropy + 1e-6
 
@@ -50,10 +53,10 @@ async def test_generate_step_append_and_score_over_http_equal_local(
     async with await sessions.open_session(ids) as http, await smollm2.open_session(ids) as local:
         far, near = await http.generate(12, stop, k=3), await local.generate(12, stop, k=3)
         assert far.ids == near.ids
-        assert far.logprobs == pytest.approx(near.logprobs, abs=1e-6)
+        assert far.logprobs == pytest.approx(near.logprobs, abs=SAME)
         for a, b in zip(far.tokens, near.tokens, strict=True):
             assert [i for i, _ in a.top] == [i for i, _ in b.top]
-            assert [lp for _, lp in a.top] == pytest.approx([lp for _, lp in b.top], abs=1e-6)
+            assert [lp for _, lp in a.top] == pytest.approx([lp for _, lp in b.top], abs=SAME)
         assert far.finish == near.finish
         step_far, step_near = await http.step(k=2), await local.step(k=2)
         assert step_far.id == step_near.id
