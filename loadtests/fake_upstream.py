@@ -8,9 +8,10 @@ client went away before the answer was complete.
 Modes: `ok`; `tools` (streams one tool call in fragments); `error` (status + body in an
 OpenAI, vLLM or plain-text shape); `hang` (never answers); `close_mid` (drops the connection
 after `close_after` chunks); `error_in_stream` (an in-band error event after `close_after`
-chunks).
+chunks). With `fail_rate` > 0 that share of requests, drawn at random, answers as `error` does.
 
-Run alone: `python -m loadtests.fake_upstream --port 9000 --ttft 0.02 --itl 0.01 --chunks 64`.
+Run alone: `python -m loadtests.fake_upstream --port 9000 --ttft 0.02 --itl 0.01 --chunks 64`
+(`--tps 100` sets the ITL from tokens per second; `--no-record` keeps memory flat in long runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -54,6 +56,7 @@ class FakeConfig:
     error_message: str = "scripted failure"
     send_usage: bool = True
     comments: bool = False
+    fail_rate: float = 0.0
 
 
 @dataclass
@@ -94,9 +97,13 @@ def error_body(config: FakeConfig) -> Response:
 
 
 class FakeUpstream:
-    def __init__(self, config: FakeConfig | None = None) -> None:
+    def __init__(
+        self, config: FakeConfig | None = None, record: bool = True, seed: int = 0
+    ) -> None:
         self.config = config or FakeConfig()
         self.records: list[Record] = []
+        self.record = record
+        self._random = random.Random(seed)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._handle, methods=["POST"]),
@@ -116,8 +123,11 @@ class FakeUpstream:
     async def _handle(self, request: Request) -> Response:
         body = await request.json()
         record = Record(request.url.path, body, dict(request.headers))
-        self.records.append(record)
+        if self.record:
+            self.records.append(record)
         config = self._config_for(body)
+        if config.fail_rate and self._random.random() < config.fail_rate:
+            config = replace(config, mode="error")
         if config.mode == "error":
             record.completed = True
             return error_body(config)
@@ -277,8 +287,13 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.02)
     parser.add_argument("--itl", type=float, default=0.01)
     parser.add_argument("--chunks", type=int, default=64)
+    parser.add_argument("--tps", type=float, help="tokens per second (overrides --itl)")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share answered with 500")
+    parser.add_argument("--no-record", action="store_true", help="keep no request records")
     args = parser.parse_args()
-    fake = FakeUpstream(FakeConfig(ttft=args.ttft, itl=args.itl, chunks=args.chunks))
+    itl = 1 / args.tps if args.tps else args.itl
+    config = FakeConfig(ttft=args.ttft, itl=itl, chunks=args.chunks, fail_rate=args.fail_rate)
+    fake = FakeUpstream(config, record=not args.no_record)
     uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

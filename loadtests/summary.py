@@ -1,0 +1,96 @@
+"""The comparison as markdown: each gateway against the direct path measured in the same run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from loadtests.report import Report, format_table
+
+RATIO_COLUMNS = (
+    "load | gateway | added TTFT p50 / p99 ms | req/s, % of direct | ITL p99 ms, direct -> gw "
+    "| bursts (gaps < 1 ms) | errors | gateway CPU % (kept waiting %) | gateway CPU us/chunk"
+)
+
+
+def load_label(report: Report) -> str:
+    if report.concurrency:
+        return f"{report.concurrency} streams"
+    return f"Poisson {report.rate:g} req/s"
+
+
+def _signed(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:+,.1f}"
+
+
+def _plain(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def ratio_row(direct: Report, gateway: Report) -> str:
+    share = 100 * gateway.rps / direct.rps if direct.rps else math.nan
+    cells = [
+        load_label(gateway),
+        gateway.target,
+        f"{_signed(gateway.ttft_ms.p50 - direct.ttft_ms.p50)} / "
+        f"{_signed(gateway.ttft_ms.p99 - direct.ttft_ms.p99)}",
+        f"{_plain(share)}%",
+        f"{_plain(direct.itl_ms.p99, 1)} -> {_plain(gateway.itl_ms.p99, 1)}",
+        f"{_plain(100 * gateway.burst_fraction, 1)}% "
+        f"(direct {_plain(100 * direct.burst_fraction, 1)}%)",
+        f"{gateway.errors}/{gateway.requests}",
+        f"{_plain(gateway.gateway.cpu_percent)} ({_plain(gateway.gateway.wait_percent)})",
+        _plain(gateway.gateway.cpu_us_per_chunk),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def ratio_table(reports: list[Report]) -> str:
+    direct = {r.scenario: r for r in reports if r.target == "direct"}
+    rows = [ratio_row(direct[r.scenario], r) for r in reports if r.target != "direct"]
+    header = "| " + RATIO_COLUMNS + " |"
+    rule = "|" + "---|" * (RATIO_COLUMNS.count("|") + 1)
+    return "\n".join([header, rule, *rows])
+
+
+def _environment_lines(env: dict[str, Any]) -> list[str]:
+    up = env["upstream"]
+    return [
+        f"- Measured {env['date_utc']} UTC on a {env['cores']}-core machine shared with other "
+        f"developers' work (load average {env['load_average_before']} before the run, "
+        f"{env['load_average_after']} after): read ratios, not absolute numbers.",
+        f"- Tandem {env['tandem']}; LiteLLM proxy {env['litellm']} (1 worker); "
+        f"load generator: aiohttp {env['aiohttp']} on Python {env['python']}.",
+        f"- Fake upstream: TTFT {up['ttft_s'] * 1000:g} ms, {up['itl_s'] * 1000:g} ms between "
+        f"chunks, {up['chunks']} one-word chunks + usage chunk. Closed-loop streaming clients; "
+        f"{env['timing']['warmup_s']:g} s warm-up (not counted), then "
+        f"{env['timing']['measured_s']:g} s measured per scenario and target.",
+        f"- Load generator and upstream pinned to core {env['pinning']['loadgen_and_upstream']}, "
+        f"the gateway alone on core {env['pinning']['gateway']}.",
+    ]
+
+
+def write_markdown(path: Path, env: dict[str, Any], reports: list[Report]) -> None:
+    lines = [
+        "# Tandem and LiteLLM against the direct path, one run",
+        "",
+        *_environment_lines(env),
+        "",
+        "## Each gateway against the direct path",
+        "",
+        ratio_table(reports),
+        "",
+        "## Every scenario",
+        "",
+        "TTFT counts to the first chunk that carries text. CPU % is over the measured window; "
+        "us/chunk divides that CPU time by the text chunks the clients received. The load "
+        "generator's own CPU is shown so a saturated client core can be told from a slow gateway. "
+        "`gw wait %` is the time the gateway was runnable but kept off its core (from "
+        "/proc/PID/task/*/schedstat): high values mean other work on the machine, not the "
+        "gateway, set the pace. `machine busy %` covers all cores, everyone's work included.",
+        "",
+        format_table(reports),
+        "",
+    ]
+    path.write_text("\n".join(lines))
