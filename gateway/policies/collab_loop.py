@@ -331,11 +331,12 @@ class Choice:
 
     def _text_agreement(self, text: str, drafts: list[Draft]) -> tuple[int, bool]:
         ids: list[int] = []
-        agreed = 0
+        agreed, spelled = 0, ""
         for draft in drafts:
             ids.append(draft.choice.id)
-            spelled = self._draft_text(ids)
-            if not text.startswith(spelled):
+            before, spelled = spelled, self._draft_text(ids)
+            # a token that adds no text (end of sequence, a special token) agrees with nothing
+            if len(spelled) == len(before) or not text.startswith(spelled):
                 break
             agreed = len(ids)
             if spelled == text:
