@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.backends.local import LocalBackend
-from gateway.backends.sessions import TokenSession
 
 PREFIXES = (32, 256, 1024)
 PARAGRAPH = (
@@ -63,38 +62,33 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
     return forward_mlx
 
 
-async def time_steps(session: TokenSession, steps: int) -> list[float]:
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        await session.step()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, float, float]:
-    """(prefill seconds, median step seconds, median bare forward seconds or nan)."""
+    """(prefill seconds, median step seconds, median bare forward seconds or nan).
+
+    Steps and bare forward passes alternate, so that a neighbour's load hits both alike.
+    """
+    local = isinstance(backend, LocalBackend)
+    forward = await backend.worker.run(lambda: bare_forward(backend, ids)) if local else None
+
+    def timed_forward() -> float:
+        assert forward is not None
+        begin = time.perf_counter()
+        forward()
+        return time.perf_counter() - begin
+
     start = time.perf_counter()
-    session = await backend.open_session(ids)
-    async with session:
+    step_times, bare_times = [], []
+    async with await backend.open_session(ids) as session:
         await session.next_distribution(1)
         prefill = time.perf_counter() - start
-        step = statistics.median(await time_steps(session, steps))
-    bare = float("nan")
-    if isinstance(backend, LocalBackend):
-
-        def run_bare() -> float:
-            forward = bare_forward(backend, ids)
-            forward()  # warm
-            samples = []
-            for _ in range(steps):
-                begin = time.perf_counter()
-                forward()
-                samples.append(time.perf_counter() - begin)
-            return statistics.median(samples)
-
-        bare = await backend.worker.run(run_bare)
-    return prefill, step, bare
+        for _ in range(steps):
+            begin = time.perf_counter()
+            await session.step()
+            step_times.append(time.perf_counter() - begin)
+            if local:
+                bare_times.append(await backend.worker.run(timed_forward))
+    bare = statistics.median(bare_times) if bare_times else float("nan")
+    return prefill, statistics.median(step_times), bare
 
 
 def row(kind: str, model: str, prefix: int, result: tuple[float, float, float]) -> str:
