@@ -121,7 +121,10 @@ class MLXCore:
         self.forwarded: list[int] = []
 
     def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
-        logits = self.model(mx.array([list(ids)]), cache=self.cache)[0].astype(mx.float32)
+        logits = self.model(mx.array([list(ids)]), cache=self.cache)[0]
+        if k is None:  # only the last position matters: normalise one row, not the prompt's
+            logits = logits[-1:]
+        logits = logits.astype(mx.float32)
         rows = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         scores = None if k is None else self._score(ids, rows, k)
         self.last = rows[-1]

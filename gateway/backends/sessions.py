@@ -13,7 +13,9 @@ backend.open_session(prompt_ids) -> TokenSession
 In-process runtimes implement the small synchronous `SessionCore` and get a `ThreadedSession`,
 which runs every core call on the backend's single worker thread: the event loop never waits on
 a forward pass, and concurrent sessions interleave token by token. `append` is lazy, so the last
-token of a generation costs no forward pass unless someone asks what follows it.
+token of a generation costs no forward pass unless someone asks what follows it. A closed
+session's core goes to the backend's `PrefixPool`, so a later prompt that extends it (the next
+request of a token-level client) reads only its new tokens.
 """
 
 from __future__ import annotations
