@@ -11,6 +11,7 @@ from fastapi import Request
 
 from gateway.events import EventStream
 from gateway.policies.base import Policy, PolicyParams
+from gateway.policies.services import Services, lent
 from gateway.protocol import SamplingFields
 from gateway.state import AppState
 
@@ -31,7 +32,8 @@ async def cached_events(
     request.state.cache = lookup.status
     if lookup.events is not None:
         return services.responses.replay(lookup)
-    events = produce(body, params)
+    with lent(Services(services.store, state.metrics, key_id)):  # e.g. the plan cache
+        events = produce(body, params)
     if services.limiter is not None:
         events = services.limiter.metered(key_id, events)
     return services.responses.record(lookup, events)

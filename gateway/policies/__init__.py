@@ -10,6 +10,7 @@ policies: Registry[Policy] = Registry(
     lazy={
         "direct": "gateway.policies.direct",
         "collab": "gateway.policies.collab",
+        "hawkeye": "gateway.policies.hawkeye",
     },
 )
 register = policies.register
