@@ -34,18 +34,20 @@ async def rewind(session: TokenSession, length: int) -> None:
         raise TypeError(f"{type(session).__name__} cannot be rewound")
     core: Any = session._core
     read = len(session.ids) - len(session._pending)  # ids the core has run the model over
-    keep = length - 1  # the last kept id is re-read to give the next distribution
-
-    def crop() -> None:
-        # transformers 5 crops by a negative count of tokens to remove
-        core.cache.crop(keep - core.cache.get_seq_length())
-        core.last = None
-        forwarded = getattr(core, "forwarded", None)
-        if forwarded is not None:  # what a prefix pool trusts the cache to hold
-            del forwarded[keep:]
-
+    keep = length - 1  # the last kept id is read again: its output is the next distribution
     if keep < read:
+        again = session.ids[keep:length]
+
+        def crop() -> None:
+            # transformers 5 crops by a negative count of tokens to remove
+            core.cache.crop(keep - core.cache.get_seq_length())
+            forwarded = getattr(core, "forwarded", None)
+            if forwarded is not None:  # what a prefix pool trusts the cache to hold
+                del forwarded[keep:]
+            # at once, not lazily: a core never rests with a cache its last output does not match
+            core.extend(again, None)
+
         await session._worker.run(crop)
-        read = keep
+        read = length
     session._pending = list(session.ids[read:length])
     del session.ids[length:]
