@@ -26,13 +26,25 @@ def collab_url(
 ) -> Iterator[str]:
     small, large = tiny_folders
     down = f"http://127.0.0.1:{closed_port()}/v1"
+    port = closed_port()  # this very server, as the large model's HTTP endpoint
     catalog = {
         "backends": {
             "small": {"kind": "transformers", "model": str(small), "threads": 1},
             "large": {"kind": "transformers", "model": str(large), "threads": 1},
             "down": {"kind": "openai", "base_url": down, "model": "m", "connect_timeout": 1.0},
+            "remote": {
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "model": "large-direct",
+            },
         },
         "models": {
+            "large-direct": {"policy": "direct", "backends": {"main": "large"}},
+            "collab-http": {
+                "policy": "collab",
+                "backends": {"small": "small", "large": "remote"},
+                "params": SOMETIMES,
+            },
             "collab": {
                 "policy": "collab",
                 "backends": {"small": "small", "large": "large"},
@@ -46,7 +58,7 @@ def collab_url(
         },
     }
     path = write_catalog(tmp_path_factory.mktemp("collab-catalog"), catalog)
-    with ServerThread(create_app(Settings(config=path))) as server:
+    with ServerThread(create_app(Settings(config=path)), port=port) as server:
         yield server.url
 
 
@@ -144,3 +156,12 @@ def test_an_unreachable_large_model_degrades_and_is_counted(sdk: OpenAI, collab_
     assert 'tandem_degraded_responses_total{model="collab-down",policy="collab"} 1.0' in metrics
     assert 'tandem_tokens_total{model="collab",source="large"}' in metrics
     assert 'tandem_large_model_call_seconds_count{model="collab"}' in metrics
+
+
+def test_a_large_model_over_http_token_sessions_writes_the_same(sdk: OpenAI) -> None:
+    local = ask(sdk)
+    remote = ask(sdk, model="collab-http")
+    assert remote.choices[0].message.content == local.choices[0].message.content
+    assert tandem(remote)["tokens"] == tandem(local)["tokens"]
+    assert tandem(remote)["vocabulary"] == "shared"
+    assert tandem(remote)["degraded"] is False
