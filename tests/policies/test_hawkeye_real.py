@@ -1,0 +1,58 @@
+"""The default catalog's `tandem-hawkeye` for real: Gemma-3-270M plans, SmolLM2-135M expands,
+served by Tandem on loopback. Budgets are tiny: on this CPU a token costs 50-80 ms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from openai import OpenAI
+
+from gateway.app import create_app
+from gateway.config import Settings
+from loadtests.fake_upstream import ServerThread
+
+QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many now?"}]
+
+
+@pytest.fixture(scope="module")
+def default_catalog() -> Iterator[OpenAI]:
+    with (
+        ServerThread(create_app(Settings())) as server,
+        OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client,
+    ):
+        yield client
+
+
+def test_real_pair_plans_then_expands_and_reuses_the_plan(default_catalog: OpenAI) -> None:
+    budgets = {"tandem": {"plan_max_tokens": 16, "provenance": True}}
+    chunks = list(
+        default_catalog.chat.completions.create(
+            model="tandem-hawkeye",
+            messages=QUESTION,  # type: ignore[arg-type]
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            extra_body=budgets,
+        )
+    )
+    deltas = [c.choices[0] for c in chunks if c.choices]
+    plan = "".join((d.delta.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    answer = "".join(d.delta.content or "" for d in deltas)
+    assert plan.strip()
+    assert answer.strip()
+    tandem = chunks[-1].model_extra["tandem"]
+    assert 0 < tandem["plan_tokens"] <= 16
+    assert 0 < tandem["answer_tokens"] <= 16
+    assert tandem["degraded"] is False
+    # another max_tokens: not the response cache's entry, but the same conversation's plan
+    again = default_catalog.chat.completions.create(
+        model="tandem-hawkeye",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=8,
+        temperature=0,
+        extra_body=budgets,
+    )
+    assert again.model_extra["tandem"]["plan_cached"] is True
+    assert again.choices[0].message.model_extra["reasoning_content"] == plan
+    assert answer.startswith(again.choices[0].message.content)  # greedy: the same words, fewer
