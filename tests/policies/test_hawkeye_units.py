@@ -4,19 +4,22 @@ a failing store, and the policy driven directly (outside the app, with its own p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.backends.echo import EchoBackend, EchoConfig
 from gateway.cache import Bucket, Store, StoreUnavailable, Taken
+from gateway.config import Settings, load_catalog
 from gateway.events import Delta, Event, Report
 from gateway.metrics import Metrics
 from gateway.policies import ParamError
-from gateway.policies.hawkeye import HawkeyePolicy
+from gateway.policies.hawkeye import HawkeyeParams, HawkeyePolicy
 from gateway.policies.hawkeye_prompts import ThinkStripper, conversation_text, fill
 from gateway.policies.plan_cache import CachedPlan, PlanCache, plan_key
 from gateway.protocol import ChatCompletionRequest, ChatMessage
+from gateway.routing import build_router
 from tests.policies.hawkeye_fakes import ScriptedBackend, ScriptedConfig
 
 TAGGED = "<think>abc</think>def"
@@ -150,3 +153,17 @@ async def test_outside_the_app_plans_are_kept_by_the_policy() -> None:
     assert plans == [["Plan", " it."], ["Plan it."]]
     await run(hawkeye, plan_cache=False)
     assert len(planner.requests) == 2
+
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "hawkeye-vllm.yaml"
+
+
+def test_catalogs_that_name_hawkeye_build() -> None:
+    default = build_router(load_catalog(Settings()), "default").routes["tandem-hawkeye"]
+    assert default.spec.backends == {"planner": "gemma3", "expander": "smollm2"}
+    router = build_router(load_catalog(Settings(config=EXAMPLE)), str(EXAMPLE))
+    route = router.routes["tandem-hawkeye"]
+    assert isinstance(route.params, HawkeyeParams)
+    assert route.params.plan_max_tokens == 1024
+    planner = router.backends[route.spec.backends["planner"]]
+    assert planner.kind == "openai"
