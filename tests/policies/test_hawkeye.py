@@ -5,6 +5,7 @@ which repeats its prompt, so an answer shows what the expander was given."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -50,6 +51,7 @@ def catalog(fakes: dict[str, str]) -> dict[str, Any]:
             "slow": openai_backend(fakes["slow"]),
             "erroring": openai_backend(fakes["erroring"]),
             "recorder": openai_backend(fakes["recorder"]),
+            "drip": openai_backend(fakes["drip"]),
             "down": openai_backend(f"http://127.0.0.1:{closed_port()}", connect_timeout=1.0),
         },
         "models": {
@@ -58,6 +60,7 @@ def catalog(fakes: dict[str, str]) -> dict[str, Any]:
             "hk-thinker": hawkeye("thinker"),
             "hk-http": hawkeye("http"),
             "hk-recorded": hawkeye("planner", "recorder"),
+            "hk-drip": hawkeye("drip"),
             "hk-down": hawkeye("down"),
             "hk-error": hawkeye("erroring"),
             "hk-partial": hawkeye("broken"),
@@ -81,6 +84,7 @@ def fakes() -> Iterator[Fakes]:
         "slow": FakeConfig(chunks=4, ttft=0.6),
         "erroring": FakeConfig(mode="error", error_status=500),
         "recorder": FakeConfig(chunks=3),
+        "drip": FakeConfig(chunks=100, itl=0.05),
     }
     upstreams = {name: FakeUpstream(config) for name, config in configs.items()}
     with ExitStack() as stack:
@@ -396,3 +400,15 @@ def test_legacy_completions_are_refused(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model="hk", prompt="2 + 3?")
     assert caught.value.code == "unsupported_endpoint"
+
+
+def test_a_client_that_leaves_mid_plan_stops_the_planner(client: OpenAI, fakes: Fakes) -> None:
+    text = question()
+    with ask(client, "hk-drip", text=text, stream=True) as stream:
+        first = next(c for c in stream if c.choices and reasoning_of(c.choices[0].delta))
+        assert reasoning_of(first.choices[0].delta) == "w0"
+    record = next(r for r in fakes.upstreams["drip"].records if text in str(r.body))
+    deadline = time.monotonic() + 5
+    while record.ended is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert record.disconnected  # the plan's 100 chunks (5 s) were not waited for
