@@ -24,7 +24,7 @@ from gateway.backends.sessions import Distribution, Sampling, Stop, TokenBackend
 from gateway.events import Delta, Event, Finish, Source
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.rewind import can_rewind, rewind
-from gateway.policies.seam import Side, Text
+from gateway.policies.seam import Side, Text, encode_exact
 from gateway.policies.triggers import Trigger
 from gateway.tokens import StopMatcher
 
@@ -290,19 +290,22 @@ class Choice:
     async def _reconcile(self, span: LargeSpan, drafts: list[Draft]) -> list[Piece]:
         small = self._small()
         agreed, extras = self._agreement(span, drafts)
-        if drafts:
-            await rewind(small.session, self._small_base() + agreed + extras)
-        self.tally.draft_kept += agreed + extras
-        self.tally.large += len(span.ids)
+        base = self._small_base()
         if self.plan.same_vocab:
             small.text.take(span.ids)
-            small.unsent.extend(span.ids[agreed:])
+            new = span.ids[agreed:]
             self.large_seen = len(small.text.ids)
         else:
             own = [d.choice.id for d in drafts[:agreed]]
-            small.text.take(own)
-            small.receive_text(span.text[len(self._draft_text(own)) :])
+            new = encode_exact(small.text.tokenizer, span.text[len(self._draft_text(own)) :])
+            small.text.take(own + new)
             self.large_seen = len(self.out_text) + len(span.text)
+        if drafts:  # drop the drafts the span did not confirm and read its new tokens at once
+            await rewind(small.session, base + agreed + extras, new)
+        else:
+            small.unsent.extend(new)
+        self.tally.draft_kept += agreed + extras
+        self.tally.large += len(span.ids)
         pieces: list[Piece] = [("large", text, False) for text in span.texts]
         if pieces:
             pieces[-1] = ("large", span.texts[-1], span.eos)

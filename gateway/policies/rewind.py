@@ -8,6 +8,7 @@ does the rest) and in-process sessions whose core keeps a cropable KV cache (tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.backends.openai_sessions import HTTPTokenSession
@@ -23,20 +24,26 @@ def can_rewind(session: TokenSession) -> bool:
     return False
 
 
-async def rewind(session: TokenSession, length: int) -> None:
-    """Keep the first `length` ids (`length` >= 1 and >= the prompt: never cut into it)."""
+async def rewind(session: TokenSession, length: int, more: Sequence[int] = ()) -> None:
+    """Keep the first `length` ids (never fewer than the prompt), then append `more`.
+
+    In-process, the model reads the last kept id and `more` at once, in one forward pass, so a
+    core never rests with a cache that its last output does not match."""
     if length >= len(session.ids):
+        await session.append(more)
         return
     if isinstance(session, HTTPTokenSession):
         del session.ids[length:]
+        session.ids.extend(more)
         return
     if not isinstance(session, ThreadedSession) or not can_rewind(session):
         raise TypeError(f"{type(session).__name__} cannot be rewound")
     core: Any = session._core
     read = len(session.ids) - len(session._pending)  # ids the core has run the model over
     keep = length - 1  # the last kept id is read again: its output is the next distribution
+    ids = [*session.ids[:length], *more]
     if keep < read:
-        again = session.ids[keep:length]
+        again = ids[keep:]
 
         def crop() -> None:
             # transformers 5 crops by a negative count of tokens to remove
@@ -44,10 +51,9 @@ async def rewind(session: TokenSession, length: int) -> None:
             forwarded = getattr(core, "forwarded", None)
             if forwarded is not None:  # what a prefix pool trusts the cache to hold
                 del forwarded[keep:]
-            # at once, not lazily: a core never rests with a cache its last output does not match
             core.extend(again, None)
 
         await session._worker.run(crop)
-        read = length
-    session._pending = list(session.ids[read:length])
-    del session.ids[length:]
+        read = len(ids)
+    session._pending = ids[read:]
+    session.ids[:] = ids
