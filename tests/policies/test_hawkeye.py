@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 from tests.policies.hawkeye_fakes import ScriptedBackend
+from tests.redis_server import shared_redis, unique_prefix
 from tests.servers import closed_port, write_catalog
 
 PIECES = ["<thi", "nk>Add the", " two numbers", "</th", "ink>", " then double."]
@@ -412,3 +414,26 @@ def test_a_client_that_leaves_mid_plan_stops_the_planner(client: OpenAI, fakes: 
     while record.ended is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert record.disconnected  # the plan's 100 chunks (5 s) were not waited for
+
+
+def test_replicas_on_one_redis_share_plans(tmp_path: Path) -> None:
+    spec = {
+        "backends": {
+            "planner": {"kind": "scripted", "pieces": PIECES},
+            "echo": {"kind": "echo", "prefix": "E:"},
+        },
+        "models": {"hk": hawkeye("planner")},
+    }
+    path = write_catalog(tmp_path, spec)
+    text = question()
+    with shared_redis() as url, ExitStack() as stack:
+        settings = Settings(config=path, redis_url=url, redis_prefix=unique_prefix())
+        apps = [create_app(settings) for _ in range(2)]
+        urls = [stack.enter_context(ServerThread(app)).url for app in apps]
+        with sdk(urls[0]) as first, sdk(urls[1]) as second:
+            assert ask(first, text=text).model_extra["tandem"]["plan_cached"] is False
+            again = ask(second, text=text)
+    assert again.model_extra["tandem"]["plan_cached"] is True
+    assert reasoning_of(again.choices[0].message) == PLAN
+    planners = [app.state.tandem.router.backends["planner"] for app in apps]
+    assert [len(p.requests) for p in planners] == [1, 0]
