@@ -1,4 +1,4 @@
-"""A planner whose stream a test scripts: kind `scripted`, registered for the tests only.
+"""A planner whose stream a test scripts: kind `hawkeye-scripted`, registered for the tests only.
 
 It streams `reasoning` pieces as `reasoning_content`, then `pieces` as content, then usage
 (one token per piece), and records every request it was sent. `fail` makes it refuse
@@ -27,9 +27,9 @@ class ScriptedConfig(BackendConfig):
     fail_after: int = 0
 
 
-@register("scripted")
+@register("hawkeye-scripted")
 class ScriptedBackend(Backend):
-    kind = "scripted"
+    kind = "hawkeye-scripted"
     Config = ScriptedConfig
 
     def __init__(self, name: str, config: ScriptedConfig) -> None:

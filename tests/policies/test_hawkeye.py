@@ -45,9 +45,18 @@ def hawkeye(planner: str, expander: str = "echo", **params: Any) -> dict[str, An
 def catalog(fakes: dict[str, str]) -> dict[str, Any]:
     return {
         "backends": {
-            "planner": {"kind": "scripted", "pieces": PIECES},
-            "thinker": {"kind": "scripted", "reasoning": ["Count ", "apples."], "pieces": []},
-            "broken": {"kind": "scripted", "pieces": PIECES, "fail": "error", "fail_after": 2},
+            "planner": {"kind": "hawkeye-scripted", "pieces": PIECES},
+            "thinker": {
+                "kind": "hawkeye-scripted",
+                "reasoning": ["Count ", "apples."],
+                "pieces": [],
+            },
+            "broken": {
+                "kind": "hawkeye-scripted",
+                "pieces": PIECES,
+                "fail": "error",
+                "fail_after": 2,
+            },
             "echo": {"kind": "echo", "prefix": "E:"},
             "http": openai_backend(fakes["http"]),
             "slow": openai_backend(fakes["slow"]),
@@ -419,7 +428,7 @@ def test_a_client_that_leaves_mid_plan_stops_the_planner(client: OpenAI, fakes: 
 def test_replicas_on_one_redis_share_plans(tmp_path: Path) -> None:
     spec = {
         "backends": {
-            "planner": {"kind": "scripted", "pieces": PIECES},
+            "planner": {"kind": "hawkeye-scripted", "pieces": PIECES},
             "echo": {"kind": "echo", "prefix": "E:"},
         },
         "models": {"hk": hawkeye("planner")},
