@@ -79,6 +79,20 @@ class Tally:
 
 
 @dataclass
+class Pace:
+    """Moving averages of a small forward pass and a large call, seconds: a draft step is
+    started only if it should end before the large model answers (a forward pass cannot be
+    interrupted, so a late one delays the answer)."""
+
+    small: float | None = None
+    large: float | None = None
+
+    @staticmethod
+    def mix(old: float | None, new: float) -> float:
+        return new if old is None else 0.7 * old + 0.3 * new
+
+
+@dataclass
 class LargeSpan:
     ids: list[int]
     texts: list[str]  # the text each token completed
@@ -111,6 +125,7 @@ class Choice:
         self.large: Side | None = None
         self.large_seen = 0  # how much of the completion the large side has been given
         self.finish = "length"
+        self.pace = Pace()
 
     @property
     def written(self) -> int:
@@ -133,7 +148,7 @@ class Choice:
         small = self._small()
         while self.written < self.plan.max_tokens and self.finish == "length":
             await small.sync()
-            dist = await self._timed(small.session.next_distribution(self.plan.top_k))
+            dist = await self._forward()
             if not small.text.holding and self.plan.trigger.fire(dist):
                 pieces = await self._intervene(dist)
             else:
@@ -160,6 +175,19 @@ class Choice:
         if self.stopper.stopped:
             self.finish = "stop"
         return [Delta(self.index, text, source)] if text else []
+
+    async def _forward(self) -> Distribution:
+        """The small model's next distribution: one forward pass over what it has not read."""
+        began = time.perf_counter()
+        dist = await self._timed(self._small().session.next_distribution(self.plan.top_k))
+        self.pace.small = Pace.mix(self.pace.small, time.perf_counter() - began)
+        return dist
+
+    def _in_time(self, began: float) -> bool:
+        small, large = self.pace.small, self.pace.large
+        if small is None or large is None:
+            return True
+        return time.perf_counter() - began + small <= large
 
     def _small(self) -> Side:
         assert self.small is not None, "the small session opens first"
@@ -197,7 +225,9 @@ class Choice:
         except Exception as exc:  # whatever the large model did, the request goes on without it
             return await self._large_failed(exc, drafts)
         finally:
-            self.tally.large_seconds.append(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            self.tally.large_seconds.append(took)
+            self.pace.large = Pace.mix(self.pace.large, took)
         self.plan.breaker.success()
         return await self._reconcile(span, drafts)
 
@@ -276,12 +306,15 @@ class Choice:
         small = self._small()
         drafts: list[Draft] = []
         limit = min(self.plan.draft, self.plan.max_tokens - self.written)
+        began = time.perf_counter()
         while not task.done() and len(drafts) < limit:
-            choice = await self._timed(small.session.step(self.sampling))
+            choice = await self._timed(small.session.step(self.sampling))  # no forward pass
             drafts.append(Draft(choice, dist))
             if choice.id in self.plan.small_eos or task.done() or len(drafts) == limit:
                 break
-            dist = await self._timed(small.session.next_distribution(self.plan.top_k))
+            if not self._in_time(began):
+                break
+            dist = await self._forward()
         self.tally.drafted += len(drafts)
         return drafts
 
