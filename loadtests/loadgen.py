@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import random
 import sys
 import time
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -47,10 +49,22 @@ class Target:
     upstream_pid: int | None = None
 
 
+def require_loopback(url: str) -> None:
+    """Load goes to this machine only: refuse any other host before sending a request."""
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"load tests target loopback only, not {host!r}")
+
+
 class Run:
     """The shared state of one scenario against one target."""
 
     def __init__(self, scenario: Scenario, target: Target, expected_chunks: int | None) -> None:
+        require_loopback(target.base_url)
         self.scenario = scenario
         self.target = target
         self.expected_chunks = expected_chunks

@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 import pytest
 
+from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 from loadtests.loadgen import Scenario, Target, run_scenario
 from loadtests.report import format_table
 from loadtests.services import ALIAS, Service, running, start_tandem, start_upstream
@@ -86,6 +87,25 @@ async def test_errors_from_the_upstream_are_counted_not_raised(
     assert set(report.error_kinds) == {"wrong_chunk_count"}
     assert report.rps == 0
     assert report.gateway.cpu_percent is None
+
+
+async def test_fail_rate_fails_a_share_of_requests_and_no_record_keeps_none() -> None:
+    fake = FakeUpstream(FakeConfig(chunks=3, fail_rate=0.5), record=False)
+    with ServerThread(fake.app) as server:
+        target = Target("direct", f"{server.url}/v1", "fake-model")
+        scenario = Scenario("failing", concurrency=2, duration_s=0.5, warmup_s=0.0)
+        report = await run_scenario(scenario, target, expected_chunks=3)
+
+    assert set(report.error_kinds) == {"http_500"}
+    assert 0.2 < report.error_rate < 0.8
+    assert report.chunks_per_request == (3, 3)
+    assert fake.records == []
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.7:8000/v1", "http://example.com/v1"])
+async def test_refuses_targets_off_this_machine(url: str) -> None:
+    with pytest.raises(ValueError, match="loopback only"):
+        await run_scenario(Scenario("x", concurrency=1), Target("t", url, "m"))
 
 
 def test_percentile_and_burst_window() -> None:
