@@ -52,9 +52,7 @@ class VLLMRuntime:
         self.tokenizer: Any = AutoTokenizer.from_pretrained(prepared.location)
         self.vocab_size = len(self.tokenizer)
         self.context_length = config.max_model_len
-        self.eos_ids = frozenset(
-            i for i in (self.tokenizer.eos_token_id,) if isinstance(i, int)
-        )
+        self.eos_ids = frozenset(i for i in (self.tokenizer.eos_token_id,) if isinstance(i, int))
 
 
 def choices(backend: str, entries: Any, ids: Sequence[int], k: int) -> list[TokenChoice]:
