@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 from gateway.backends.local import LocalBackend
 from gateway.backends.sessions import Stop
-from gateway.protocol import ChatCompletionRequest
+from gateway.errors import UnsupportedField
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.tokens import chat_prompt, encode_prompt
-from tests.policies.conftest import QUESTION, run_collab
+from tests.policies.conftest import QUESTION, Outcome, collab, run_collab
 from tests.policies.fakes import scripted
 
 SOMETIMES = {"trigger": "entropy", "threshold": 4.5}  # fires on some of the tiny model's tokens
@@ -141,3 +144,21 @@ async def test_seed_reproduces_sampling_and_n_gives_distinct_choices(
     assert both.usage.completion_tokens == 32
     greedy = await run_collab(small, large, SOMETIMES)
     assert greedy.text() != one.text()
+
+
+async def test_legacy_completion_with_a_text_prompt(tiny_pair: list[LocalBackend]) -> None:
+    small, large, _ = tiny_pair
+    policy = collab(small, large)
+    request = CompletionRequest.model_validate(
+        {"model": "collab", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
+    )
+    events = [e async for e in policy.complete(request, policy.parse_params(SOMETIMES))]
+    out = Outcome(events)
+    assert out.usage.completion_tokens == 8
+    assert out.usage.prompt_tokens == len(small.tokenizer.encode("The capital of France is"))
+    assert out.text()
+    with pytest.raises(UnsupportedField):
+        policy.complete(
+            CompletionRequest.model_validate({"model": "c", "prompt": "x", "echo": True}),
+            policy.parse_params({}),
+        )

@@ -66,3 +66,15 @@ async def test_drafting_across_vocabularies_keeps_the_text(real_pair: list[Local
     assert drafted.text() == plain.text()
     assert drafted.report.tokens == plain.report.tokens
     assert drafted.extra["drafted"] > 0
+
+
+async def test_spans_can_end_at_punctuation(real_pair: list[LocalBackend]) -> None:
+    smollm2, gemma3 = real_pair
+    whole = await run_collab(smollm2, gemma3, {"trigger": "always", "span": 32}, max_tokens=12)
+    cut = await run_collab(
+        smollm2, gemma3, {"trigger": "always", "span": 32, "span_stop": True}, max_tokens=12
+    )
+    assert whole.report.interventions == 1
+    assert cut.text() == whole.text()  # the large model goes on in the next intervention
+    assert any(c in whole.text() for c in ".,;:!?")
+    assert cut.report.interventions > 1
