@@ -15,9 +15,12 @@ trigger.fire(distribution) -> bool      True: ask the large model
 | `never`   | never (the small model alone)     | -                 |
 | `always`  | always (the large model alone)    | -                 |
 
-The defaults send roughly 10-20% of SmolLM2-135M's tokens to the large model on short answers
-(measured in the README's "Collaborative decoding" section). `learned` lives in its own module
-because it needs numpy.
+Measured effect (README, "Collaborative decoding": SmolLM2-135M with Gemma-3-270M on 50 short
+factual answers, small alone 42%, large alone 48%): `entropy` 2 sent 40% of the tokens to the
+large model for 46%, `entropy` 1 sent 46% for 48%; the default 1.5 sits between. `top1` 0.3 sent
+28% for 44%. On answers of three or four tokens nearly every uncertain token is a large share of
+the answer; longer answers send a smaller share. `learned` lives in its own module because it
+needs numpy.
 """
 
 from __future__ import annotations
