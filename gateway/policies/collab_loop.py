@@ -152,7 +152,7 @@ class Choice:
             if not small.text.holding and self.plan.trigger.fire(dist):
                 pieces = await self._intervene(dist)
             else:
-                pieces = [await self._small_token()]
+                pieces = [await self._small_token(dist)]
             for source, text, end in pieces:
                 for event in self._emit(source, text):
                     yield event
@@ -200,9 +200,18 @@ class Choice:
         finally:
             self.tally.model_seconds += time.perf_counter() - began
 
-    async def _small_token(self) -> Piece:
-        choice = await self._timed(self._small().session.step(self.sampling))
-        return self._commit_small(choice.id)
+    async def _pick(self, dist: Distribution) -> TokenChoice:
+        """The small model's token at `dist`. Greedy, it is the distribution's top-1: appended
+        lazily, it costs no trip to the model's thread (read with the next forward pass)."""
+        session = self._small().session
+        if self.sampling.greedy and dist.ids:
+            choice = TokenChoice(dist.ids[0], dist.logprobs[0])
+            await session.append([choice.id])
+            return choice
+        return await self._timed(session.step(self.sampling))
+
+    async def _small_token(self, dist: Distribution) -> Piece:
+        return self._commit_small((await self._pick(dist)).id)
 
     def _commit_small(self, token: int) -> Piece:
         """A token the small model wrote, already in its session."""
@@ -214,7 +223,7 @@ class Choice:
     async def _intervene(self, dist: Distribution) -> list[Piece]:
         if self.plan.breaker.open:
             self.tally.skipped += 1  # the large model is known to be failing: do not wait for it
-            return [await self._small_token()]
+            return [await self._small_token(dist)]
         self.tally.interventions += 1
         began = time.perf_counter()
         task = asyncio.ensure_future(self._large_span())
@@ -223,7 +232,7 @@ class Choice:
         try:
             span = await self._timed(asyncio.wait_for(task, left))
         except Exception as exc:  # whatever the large model did, the request goes on without it
-            return await self._large_failed(exc, drafts)
+            return await self._large_failed(exc, drafts, dist)
         finally:
             took = time.perf_counter() - began
             self.tally.large_seconds.append(took)
@@ -231,13 +240,15 @@ class Choice:
         self.plan.breaker.success()
         return await self._reconcile(span, drafts)
 
-    async def _large_failed(self, exc: Exception, drafts: list[Draft]) -> list[Piece]:
+    async def _large_failed(
+        self, exc: Exception, drafts: list[Draft], dist: Distribution
+    ) -> list[Piece]:
         self.tally.failures += 1
         self.plan.breaker.failure()
         log.warning("large model failed (%s); the small model's token is used", type(exc).__name__)
         await self._drop_large()  # its session may hold half a span: start afresh next time
         if not drafts:
-            return [await self._small_token()]
+            return [await self._small_token(dist)]
         small = self._small()
         await rewind(small.session, self._small_base() + 1)
         self.tally.draft_kept += 1
@@ -303,12 +314,11 @@ class Choice:
         return self.plan.draft > 0 and not seeded_sampling and can_rewind(self._small().session)
 
     async def _draft(self, task: asyncio.Future[LargeSpan], dist: Distribution) -> list[Draft]:
-        small = self._small()
         drafts: list[Draft] = []
         limit = min(self.plan.draft, self.plan.max_tokens - self.written)
         began = time.perf_counter()
         while not task.done() and len(drafts) < limit:
-            choice = await self._timed(small.session.step(self.sampling))  # no forward pass
+            choice = await self._pick(dist)
             drafts.append(Draft(choice, dist))
             if choice.id in self.plan.small_eos or task.done() or len(drafts) == limit:
                 break
