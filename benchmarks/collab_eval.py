@@ -151,11 +151,11 @@ async def step_costs(backend: LocalBackend, question: Question, small: bool) -> 
         await (s.next_distribution(8) if small else s.step())
         prefill = time.perf_counter() - began
         for _ in range(4):
+            if small:
+                await s.step()  # picks from the distribution just computed: no forward pass
             began = time.perf_counter()
             await (s.next_distribution(8) if small else s.step())
             steps.append(time.perf_counter() - began)
-            if small:
-                await s.step()  # picks from the distribution just computed: no forward pass
     return StepCosts(prefill, sum(steps) / len(steps))
 
 
