@@ -22,6 +22,7 @@ from gateway.config import Settings
 from gateway.models import prepare
 from loadtests.fake_upstream import ServerThread
 from tests.servers import write_catalog
+from tests.tiny import tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -31,28 +32,8 @@ def smollm2_folder() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_folder: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=True,
-    )
-    # a wider spread than the default init makes greedy choices unambiguous
-    config.initializer_range = 0.5
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    tiny_model(folder, smollm2_folder, seed=0)
     return folder
 
 

@@ -20,32 +20,9 @@ from gateway.events import Delta, Event, Finish, Report, Usage
 from gateway.models import prepare
 from gateway.policies.collab import CollabPolicy
 from gateway.protocol import ChatCompletionRequest
+from tests.tiny import tiny_model
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
-
-
-def tiny_model(folder: Path, tokenizer_folder: Path, seed: int) -> None:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=True,
-    )
-    # a wide spread gives entropies of 3-5.5 nats: thresholds in between fire sometimes
-    config.initializer_range = 0.5
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def started(backends: list[LocalBackend]) -> Iterator[list[LocalBackend]]:
