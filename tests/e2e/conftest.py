@@ -1,0 +1,27 @@
+"""A Tandem on loopback serving the default catalog (real models), as `make run` does, for the
+tests that drive it the way a person would: a browser on the playground, a terminal chat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.models import prepare
+from loadtests.fake_upstream import ServerThread
+
+# a prompt and settings under which SmolLM2 writes some tokens and Gemma-3 steps in on others
+# (entropy above 0.8 nats: about a third of the tokens of a short answer here)
+QUESTION = "What is the capital of France? Answer in one sentence."
+MIXED = {"trigger": "entropy", "threshold": 0.8}
+
+
+@pytest.fixture(scope="session")
+def default_gateway() -> Iterator[str]:
+    """The default catalog's base URL (without `/v1`)."""
+    for model in ("smollm2-135m", "gemma3-270m"):
+        prepare(model)  # once per machine, minutes; the server's start-up then takes seconds
+    with ServerThread(create_app(Settings())) as server:
+        yield server.url
