@@ -222,3 +222,31 @@ def test_a_key_typed_into_the_page_unlocks_the_api(page: Page, keyed_gateway: st
     error.wait_for()
     assert error.inner_text() == "Incorrect API key provided."
     assert stat(page, 0, "state") == "failed"
+
+
+def test_a_plan_streams_into_its_own_panel(page: Page, default_gateway: str) -> None:
+    open_playground(page, default_gateway)
+    keep_runs(page, 1)
+    run = page.locator(".run").first
+    run.locator(".alias").select_option("tandem-hawkeye")
+    expect(run.locator(".knobs-collab")).to_be_hidden()
+    run.locator(".plan-budget").fill("8")
+    page.locator("#max-tokens").fill("6")
+    page.locator("#messages .content").first.fill("Tom has 3 apples and buys 4 more. How many?")
+
+    (body,) = send(page)
+    assert body["tandem"]["plan_max_tokens"] == 8
+    chunks = replay(default_gateway, {**body, "tandem": {**body["tandem"], "cache": "no-store"}})
+    plan = "".join(
+        c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks if c["choices"]
+    )
+    assert plan
+    expect(run.locator(".plan")).to_be_visible()
+    assert (
+        run.locator(".plan-text .tok").evaluate_all("s => s.map(e => e.textContent).join('')")
+        == plan
+    )
+    assert set(
+        run.locator(".plan-text .tok").evaluate_all("s => s.map(e => e.dataset.source)")
+    ) == {"plan"}
+    assert stat(page, 0, "tokens").startswith("plan ")
