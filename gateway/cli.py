@@ -1,4 +1,4 @@
-"""`tandem serve`: validate the catalog, then serve it with uvicorn."""
+"""`tandem serve`: validate the catalog, then serve it with uvicorn (also `check`, `chat`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import uvicorn
 
+from gateway import chat_cli
 from gateway.app import build_state
 from gateway.config import CatalogError, Settings, export_to_env, settings_from_env
 from gateway.logs import configure_logging
@@ -26,6 +27,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--log-level", help="debug, info, warning, error")
     check = commands.add_parser("check", help="validate the catalog and exit")
     check.add_argument("--config", type=Path)
+    chat = commands.add_parser(
+        "chat",
+        help="chat in the terminal, coloured by the model writing",
+        description=chat_cli.DESCRIPTION,
+        epilog=chat_cli.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat_cli.add_arguments(chat)
     return parser.parse_args(argv)
 
 
@@ -41,6 +50,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "chat":
+        return chat_cli.main(args)
     try:
         settings = load_settings(args)
         state = build_state(settings)
