@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gateway.metrics_batched import BatchedHistogram
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
@@ -41,7 +43,7 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("tandem_requests_in_flight", "Requests being served", registry=r)
-        self.itl = Histogram(
+        self.itl = BatchedHistogram(
             "tandem_inter_token_latency_seconds",
             "Time between consecutive streamed deltas of one request",
             ["model", "policy"],

@@ -12,7 +12,7 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_response
-from gateway.api.limits import admit, with_tandem_headers
+from gateway.api.limits import admit, tandem_headers
 from gateway.context import RequestFacts, accept_request_id, request_id
 from gateway.errors import PayloadTooLarge, TandemError
 from gateway.logs import ACCESS_LOGGER
@@ -48,9 +48,9 @@ class Gate:
         token = request_id.set(rid)
         try:
             if is_api_call(facts):
-                await self._serve_api_call(scope, receive, self._stamped(send, facts), state)
+                await self._serve_api_call(scope, receive, self._stamped(scope, send), state)
             else:
-                await self._serve(scope, receive, self._stamped(send, facts), state)
+                await self._serve(scope, receive, self._stamped(scope, send), state)
         finally:
             request_id.reset(token)
 
@@ -70,7 +70,6 @@ class Gate:
                 state.tracer.finish(span, facts)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
-        send = with_tandem_headers(scope, send)
         try:
             scope["state"]["key_id"] = self._authenticate(scope, state)
             await admit(scope, state)
@@ -83,14 +82,17 @@ class Gate:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _stamped(send: Send, facts: RequestFacts) -> Send:
-        """`send` that adds the request id to the response and notes the status."""
+    def _stamped(scope: Scope, send: Send) -> Send:
+        """`send` that adds the request id, rate-limit and cache headers to the response and
+        notes its status. One wrapper: every streamed chunk passes through it."""
+        facts: RequestFacts = scope["state"]["facts"]
 
         async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 facts.status = message["status"]
                 headers = [
                     *message.get("headers", []),
+                    *tandem_headers(scope),
                     (b"x-request-id", facts.request_id.encode()),
                 ]
                 message = {**message, "headers": headers}
@@ -116,7 +118,8 @@ def finish(state: AppState, facts: RequestFacts) -> None:
     state.metrics.record(facts.model, facts.policy, facts.status, seconds)
     if facts.degraded:
         state.metrics.degraded.labels(facts.model, facts.policy).inc()
-    access_log.info(json.dumps(access_fields(facts, seconds), separators=(",", ":")))
+    if access_log.isEnabledFor(logging.INFO):  # the line costs a json.dumps per request
+        access_log.info(json.dumps(access_fields(facts, seconds), separators=(",", ":")))
 
 
 def access_fields(facts: RequestFacts, seconds: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from starlette.types import Message, Scope, Send
+from starlette.types import Scope
 
 from gateway.ratelimit import refusal
 from gateway.state import AppState
@@ -28,19 +28,13 @@ async def admit(scope: Scope, state: AppState) -> None:
         raise refusal(admission)
 
 
-def with_tandem_headers(scope: Scope, send: Send) -> Send:
-    """`send` that adds the rate-limit and cache headers when the response starts."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            extra = [
-                (name.encode(), value.encode())
-                for name, value in scope["state"].get("ratelimit_headers", ())
-            ]
-            if scope["path"] in COMPLETION_PATHS:
-                status = cast(str, scope["state"].get("cache", "bypass"))
-                extra.append((b"x-tandem-cache", status.encode()))
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
-        await send(message)
-
-    return sending
+def tandem_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The rate-limit and cache headers of the response about to start."""
+    extra = [
+        (name.encode(), value.encode())
+        for name, value in scope["state"].get("ratelimit_headers", ())
+    ]
+    if scope["path"] in COMPLETION_PATHS:
+        status = cast(str, scope["state"].get("cache", "bypass"))
+        extra.append((b"x-tandem-cache", status.encode()))
+    return extra

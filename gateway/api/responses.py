@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-import uuid
 from collections.abc import Coroutine
 from contextlib import aclosing, suppress
 from time import perf_counter
@@ -28,13 +28,13 @@ CLIENT_CLOSED = 499
 
 
 def new_id(kind: Kind) -> str:
-    return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+    return ("chatcmpl-" if kind == "chat" else "cmpl-") + secrets.token_hex(16)
 
 
 async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -> EventStream:
     """The policy's events, unchanged, with what they tell recorded in metrics and `facts`."""
     labels = (facts.model, facts.policy)
-    itl = metrics.itl.labels(*labels)
+    itl = metrics.itl.tally()
     last: float | None = None
     try:
         async with aclosing(events):
@@ -62,6 +62,8 @@ async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -
     except Exception:
         facts.status = 500
         raise
+    finally:
+        metrics.itl.add(labels, itl)
 
 
 def note_report(metrics: Metrics, facts: RequestFacts, report: Report) -> None:

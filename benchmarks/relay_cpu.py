@@ -1,0 +1,109 @@
+"""Gateway CPU per relayed chunk for a fixed amount of work, A/B between Tandem commands.
+
+A duration-bound load test on a shared 2-core machine measures the neighbours as much as the
+gateway; the CPU time one gateway process spends on a fixed number of streamed requests does
+not depend on how long they took. This sends the same requests (the fake upstream's 64-chunk
+answers) through each gateway command in turn, several rounds, and prints the gateway's CPU
+time per relayed chunk (its process's user + system time over the chunks received), per round
+and as the median, and each command's ratio to the first.
+
+    python -m benchmarks.relay_cpu [--requests 1500] [--concurrency 50] [--rounds 3]
+        [--tandem '.venv/bin/tandem' ...]
+
+The upstream and this client share core 0, each gateway has core 1 (taskset, when present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import statistics
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from loadtests.procstat import usage
+from loadtests.services import ALIAS, REPO, running, start_tandem, start_upstream
+
+BODY = {
+    "model": ALIAS,
+    "messages": [{"role": "user", "content": "Say something long."}],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+async def stream_all(url: str, requests: int, concurrency: int) -> int:
+    """Send `requests` streamed chats, `concurrency` at a time; the text chunks received."""
+    left = iter(range(requests))
+    limit = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=limit) as session:
+
+        async def worker() -> int:
+            chunks = 0
+            for _ in left:
+                async with session.post(f"{url}/chat/completions", json=BODY) as response:
+                    response.raise_for_status()
+                    async for line in response.content:
+                        if b'"content":"' in line and b'"content":""' not in line:
+                            chunks += 1
+            return chunks
+
+        counts = await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return sum(counts)
+
+
+def measure(command: list[str], args: argparse.Namespace, logs: Path) -> float:
+    """Microseconds of gateway CPU per relayed text chunk for one round."""
+    upstream = start_upstream(logs, args.client_cpus, 0.02, 0.01, 64)
+    with running([upstream]):
+        tandem = start_tandem(logs, args.gateway_cpus, upstream, command)
+        with running([tandem]):
+            url = tandem.base_url
+            asyncio.run(stream_all(url, 50, 10))  # warm-up: connections, caches, code paths
+            before = usage(tandem.pid).cpu_s
+            chunks = asyncio.run(stream_all(url, args.requests, args.concurrency))
+            spent = usage(tandem.pid).cpu_s - before
+    return spent / chunks * 1e6
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--tandem",
+        nargs="*",
+        default=[".venv/bin/tandem"],
+        help="gateway commands to compare (each a shell-quoted command line)",
+    )
+    parser.add_argument("--client-cpus", default="0")
+    parser.add_argument("--gateway-cpus", default="1")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    commands = [
+        [str(REPO / c) if i == 0 and "/" in c else c for i, c in enumerate(shlex.split(t))]
+        for t in args.tandem
+    ]
+    results: dict[str, list[float]] = {t: [] for t in args.tandem}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for name, command in zip(args.tandem, commands, strict=True):
+                cost = measure(command, args, Path(tmp))
+                results[name].append(cost)
+                print(f"round {round_ + 1} {name}: {cost:.1f} us/chunk", flush=True)
+    first = statistics.median(results[args.tandem[0]])
+    print(f"\n{args.requests} requests x 64 chunks at concurrency {args.concurrency}")
+    for name, costs in results.items():
+        median = statistics.median(costs)
+        print(f"{name}: median {median:.1f} us/chunk ({median / first:.2f}x the first)")
+
+
+if __name__ == "__main__":
+    main()
