@@ -121,8 +121,13 @@ def running(
             raise AssertionError("tandem did not start")
         yield process, url
     finally:
-        process.kill()
-        process.wait()
+        # SIGTERM, not SIGKILL: a killed supervisor would leave its worker processes behind
+        process.terminate()
+        try:
+            process.wait(timeout=grace + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def slow_catalog(tmp_path: Path, upstream_url: str) -> Path:
