@@ -17,6 +17,11 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+# The gate (gateway/api/gate.py) leaves its own `send` here: once a response has started, its
+# body messages need none of the wrappers between the gate and the endpoint, which only watch
+# for the start, and a stream sends every chunk.
+BODY_SEND = "tandem.body_send"
+
 PING = b": ping\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -40,11 +45,13 @@ class SSEResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        # the gate's own `send`: every chunk skips the wrappers that only watch for the start
+        body_send: Send = scope.get("state", {}).get(BODY_SEND, send)
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
-        sender = asyncio.ensure_future(self._send_all(send, loop))
+        sender = asyncio.ensure_future(self._send_all(body_send, loop))
         try:
-            await self._watch(receive, send, sender, loop)
+            await self._watch(receive, body_send, sender, loop)
         finally:
             if not sender.done():
                 sender.cancel()
