@@ -224,6 +224,13 @@ function showTiming(run, timing) {
   }
 }
 
+// While streaming: chunks by source so far (the report's exact token counts replace them)
+function showLive(run, timing) {
+  const sofar = Object.entries(timing.chunks).map(([source, n]) => `${source} ${n}`);
+  stat(run, "tokens", `${sofar.join(", ")} ...`);
+  showTiming(run, timing);
+}
+
 function onChunk(run, chunk, timing) {
   if (chunk.error) throw new Error(chunk.error.message || "the stream failed");
   for (const choice of chunk.choices || []) {
@@ -242,6 +249,9 @@ function onChunk(run, chunk, timing) {
       timing.last = performance.now();
       if (timing.first === null) timing.first = timing.last;
       timing.tokens += 1;
+      const counted = delta.reasoning_content ? "plan" : source;
+      timing.chunks[counted] = (timing.chunks[counted] || 0) + 1;
+      showLive(run, timing);
     }
   }
   if (chunk.tandem) {
@@ -257,7 +267,7 @@ async function stream(run, messages) {
   resetOutput(run);
   run.report = null;
   run.controller = new AbortController();
-  const timing = { start: performance.now(), first: null, last: null, tokens: 0 };
+  const timing = { start: performance.now(), first: null, last: null, tokens: 0, chunks: {} };
   stat(run, "state", "waiting");
   try {
     const response = await fetch("/v1/chat/completions", {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ def keep_runs(page: Page, count: int) -> None:
         page.locator(".run .remove-run").last.click()
 
 
-def send(page: Page) -> list[dict[str, Any]]:
+def send(page: Page, while_streaming: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Send with the keyboard and wait for every run to end; the request bodies the page sent.
 
     Chromium keeps no body of a streamed fetch, so what the server answers is read by
@@ -120,6 +120,8 @@ def send(page: Page) -> list[dict[str, Any]]:
     page.on("request", note)
     page.locator("#messages .content").first.focus()
     page.keyboard.press("Control+Enter")  # the page marks each run 'waiting' at once
+    if while_streaming is not None:
+        while_streaming()
     states = page.locator('[data-stat="state"]')
     for i in range(states.count()):
         expect(states.nth(i)).to_have_text(ENDED, timeout=120_000)
@@ -147,7 +149,10 @@ def test_collab_tokens_show_their_source_and_the_stats_match_the_report(
     page.locator("#no-cache").check()
     page.locator("#messages .content").first.fill(QUESTION)
 
-    (body,) = send(page)
+    live = page.locator('.run [data-stat="tokens"]')
+    (body,) = send(
+        page, lambda: expect(live).to_have_text(re.compile(r"^(small|large) \d+.* \.\.\.$"))
+    )
     assert body["tandem"] == {"provenance": True, "cache": "no-cache", **MIXED}
     assert body["stream"] is True
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
