@@ -25,35 +25,27 @@ from pathlib import Path
 
 import aiohttp
 
+from loadtests.client import Counters, chat_body, stream_once
 from loadtests.procstat import usage
 from loadtests.services import ALIAS, REPO, running, start_tandem, start_upstream
-
-BODY = {
-    "model": ALIAS,
-    "messages": [{"role": "user", "content": "Say something long."}],
-    "stream": True,
-    "stream_options": {"include_usage": True},
-}
 
 
 async def stream_all(url: str, requests: int, concurrency: int) -> int:
     """Send `requests` streamed chats, `concurrency` at a time; the text chunks received."""
     left = iter(range(requests))
+    counters = Counters()
+    body = chat_body(ALIAS)
     limit = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=limit) as session:
 
-        async def worker() -> int:
-            chunks = 0
+        async def worker() -> None:
             for _ in left:
-                async with session.post(f"{url}/chat/completions", json=BODY) as response:
-                    response.raise_for_status()
-                    async for line in response.content:
-                        if b'"content":"' in line and b'"content":""' not in line:
-                            chunks += 1
-            return chunks
+                outcome = await stream_once(session, f"{url}/chat/completions", body, counters)
+                if outcome.error is not None:  # CPU per chunk of failed streams means nothing
+                    raise RuntimeError(f"a streamed request failed: {outcome.error}")
 
-        counts = await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return sum(counts)
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return counters.chunks
 
 
 def measure(command: list[str], args: argparse.Namespace, logs: Path) -> float:
