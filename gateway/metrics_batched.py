@@ -33,6 +33,11 @@ class Tally:
         self.counts[bisect_left(self._bounds, value)] += 1
         self.total += value
 
+    def merge(self, other: Tally) -> None:
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.total += other.total
+
 
 class BatchedHistogram:
     def __init__(
@@ -47,7 +52,7 @@ class BatchedHistogram:
         self.documentation = documentation
         self.labelnames = list(labelnames)
         self.bounds = (*sorted(buckets), math.inf)
-        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self._series: dict[tuple[str, ...], Tally] = {}
         self._lock = threading.Lock()
         registry.register(self)
 
@@ -58,15 +63,12 @@ class BatchedHistogram:
         if not any(tally.counts):
             return
         with self._lock:
-            counts, total = self._series.setdefault(labels, ([0] * len(self.bounds), [0.0]))
-            for i, n in enumerate(tally.counts):
-                counts[i] += n
-            total[0] += tally.total
+            self._series.setdefault(labels, self.tally()).merge(tally)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
-            series = [(labels, list(c), t[0]) for labels, (c, t) in self._series.items()]
+            series = [(labels, list(t.counts), t.total) for labels, t in self._series.items()]
         for labels, counts, total in series:
             cumulative, buckets = 0, []
             for bound, n in zip(self.bounds, counts, strict=True):
