@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.sse_lines import line_batches
+
 CONNECT_TIMEOUT = 10.0
 # a plan phase or a slow large model can keep a stream quiet; Tandem pings every 15 s meanwhile
 READ_TIMEOUT = 600.0
@@ -111,13 +113,9 @@ def error_fields(body: bytes) -> tuple[str, str | None]:
 
 
 async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data` of each server-sent event; comments (`: ping`) and other fields are skipped.
-
-    Reads raw chunks rather than aiohttp's lines, which refuse lines over 128 KiB."""
-    buffer = b""
+    """The `data` of each server-sent event; comments (`: ping`) and other fields are skipped."""
     data: list[bytes] = []
-    async for chunk in response.content.iter_any():
-        *lines, buffer = (buffer + chunk).split(b"\n")
+    async for lines in line_batches(response):
         for line in lines:
             line = line.removesuffix(b"\r")
             if not line:
@@ -126,8 +124,6 @@ async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                     data = []
             elif line.startswith(b"data:"):
                 data.append(line[5:].removeprefix(b" "))
-    if buffer.startswith(b"data:"):
-        data.append(buffer[5:].removeprefix(b" "))
     if data:
         yield b"\n".join(data)
 

@@ -36,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.events import Delta, Event, EventStream, Finish, Usage
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from gateway.sse_lines import line_batches
 
 log = logging.getLogger(__name__)
 
@@ -189,18 +190,8 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
 
 
 async def sse_json(response: aiohttp.ClientResponse, backend: str) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of an SSE stream; comments and other fields are skipped.
-
-    Reads whatever the socket has and splits it into lines here: one await per network read,
-    where `async for line in response.content` costs two `readline`s per event."""
-    tail = b""
-    while True:
-        data = await response.content.readany()
-        if not data:
-            lines, tail = [tail], b""  # a last line without its newline still counts
-        else:
-            lines = (tail + data).split(b"\n")
-            tail = lines.pop()
+    """The JSON payloads of an SSE stream; comments and other fields are skipped."""
+    async for lines in line_batches(response):
         for line in lines:
             if not line.startswith(b"data:"):
                 continue
@@ -209,8 +200,6 @@ async def sse_json(response: aiohttp.ClientResponse, backend: str) -> AsyncItera
                 await response.content.read()  # reach the body's end so the connection is reused
                 return
             yield _chunk_object(payload, backend)
-        if not data:
-            return
 
 
 def _chunk_object(payload: bytes, backend: str) -> dict[str, Any]:
