@@ -255,7 +255,6 @@ function onChunk(run, chunk, timing) {
     }
   }
   if (chunk.tandem) {
-    run.report = chunk.tandem;
     // every token any model wrote, the plan's included, for the rate
     const written = Object.values(chunk.tandem.tokens || {}).reduce((a, b) => a + b, 0);
     if (written > 0) timing.tokens = written;
@@ -265,7 +264,6 @@ function onChunk(run, chunk, timing) {
 
 async function stream(run, messages) {
   resetOutput(run);
-  run.report = null;
   run.controller = new AbortController();
   const timing = { start: performance.now(), first: null, last: null, tokens: 0, chunks: {} };
   stat(run, "state", "waiting");
