@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import chat, completions, errors, health, models, playground
 from gateway.api.gate import Gate
+from gateway.api.streaming import BODY_SEND
 from gateway.auth import KeyChecker
 from gateway.cache_setup import cache_services
 from gateway.config import Settings, load_catalog, settings_from_env
@@ -42,6 +44,17 @@ async def close_backends(router: Router) -> None:
     )
 
 
+class TandemApp(FastAPI):
+    """FastAPI, with the server's own `send` left for streamed bodies (`BODY_SEND`): every
+    wrapper between here and the endpoint (Starlette's error middleware, the gate) watches only
+    for the response's start, and a stream sends every chunk through all of them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[BODY_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, tracer: RequestTracer | None = None) -> FastAPI:
     """The app; `tracer` replaces the one `TANDEM_OTLP_ENDPOINT` would build (tests use it)."""
     settings = settings or settings_from_env()
@@ -65,7 +78,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
             if state.tracer is not None:
                 state.tracer.shutdown()
 
-    app = FastAPI(title="Tandem", version="0.1.0", lifespan=lifespan)
+    app = TandemApp(title="Tandem", version="0.1.0", lifespan=lifespan)
     for module in (chat, completions, models, health, playground):
         app.include_router(module.router)
     errors.install(app)

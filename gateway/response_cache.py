@@ -91,25 +91,14 @@ def decode(blob: bytes) -> list[Event]:
         raise ValueError(f"unreadable cache entry: {exc}") from None
 
 
-def tagged(events: EventStream | list[Event], status: Status) -> EventStream:
-    """The events with the report saying how the cache served them (`tandem.cache`)."""
-
-    async def stream() -> EventStream:
-        if isinstance(events, list):
-            for event in events:
-                yield _tag(event, status)
-            return
-        async with aclosing(events):
-            async for event in events:
-                yield _tag(event, status)
-
-    return stream()
+def tagged(report: Report, status: Status) -> Report:
+    """The report saying how the cache served the answer (`tandem.cache`)."""
+    return dataclasses.replace(report, extra={**report.extra, "cache": status})
 
 
-def _tag(event: Event, status: Status) -> Event:
-    if isinstance(event, Report):
-        return dataclasses.replace(event, extra={**event.extra, "cache": status})
-    return event
+async def replayed(events: list[Event]) -> EventStream:
+    for event in events:
+        yield event
 
 
 class ResponseCache:
@@ -148,15 +137,17 @@ class ResponseCache:
             return self._counted(Lookup("miss", key, ttl))
 
     def replay(self, lookup: Lookup) -> EventStream:
-        """The stored answer of a hit."""
+        """The stored answer of a hit (its report is tagged where the response is made, with
+        the status of every answer: `tagged`)."""
         assert lookup.events is not None
-        return tagged(lookup.events, "hit")
+        return replayed(lookup.events)
 
     def record(self, lookup: Lookup, events: EventStream) -> EventStream:
-        """A fresh answer, stored when it completes if the lookup gave it a key."""
-        if lookup.key is not None:
-            events = self._recorded(lookup.key, lookup.ttl, events)
-        return tagged(events, lookup.status)
+        """A fresh answer, stored when it completes if the lookup gave it a key; as it is
+        otherwise, so that an uncached stream costs no extra step per chunk."""
+        if lookup.key is None:
+            return events
+        return self._recorded(lookup.key, lookup.ttl, events)
 
     async def _recorded(self, key: str, ttl: float, events: EventStream) -> EventStream:
         seen: list[Event] = []

@@ -7,7 +7,8 @@ client went away before the answer was complete.
 
 Modes: `ok`; `tools` (streams one tool call in fragments); `error` (status + body in an
 OpenAI, vLLM or plain-text shape); `hang` (never answers); `close_mid` (drops the connection
-after `close_after` chunks); `error_in_stream` (an in-band error event after `close_after`
+after `close_after` chunks); `stall_mid` (stops sending, connection open, after `close_after`
+chunks); `error_in_stream` (an in-band error event after `close_after`
 chunks). With `fail_rate` > 0 that share of requests, drawn at random, answers as `error` does.
 
 Run alone: `python -m loadtests.fake_upstream --port 9000 --ttft 0.02 --itl 0.01 --chunks 64`
@@ -194,6 +195,8 @@ class FakeUpstream:
             for k, word in enumerate(words(config.chunks)):
                 if k and config.itl:
                     await asyncio.sleep(config.itl)
+                if config.mode == "stall_mid" and k == config.close_after:
+                    await asyncio.sleep(3600)
                 if config.mode in ("close_mid", "error_in_stream") and k == config.close_after:
                     if config.mode == "error_in_stream":
                         yield (

@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_response
 from gateway.api.limits import admit, tandem_headers
-from gateway.api.streaming import BODY_SEND
 from gateway.context import RequestFacts, accept_request_id, request_id
 from gateway.errors import PayloadTooLarge, TandemError
 from gateway.logs import ACCESS_LOGGER
@@ -46,7 +45,6 @@ class Gate:
         rid = accept_request_id(_header(scope, b"x-request-id"))
         facts = RequestFacts(rid, scope["method"], scope["path"])
         scope.setdefault("state", {})["facts"] = facts
-        scope["state"][BODY_SEND] = send
         token = request_id.set(rid)
         try:
             if is_api_call(facts):

@@ -22,6 +22,7 @@ from gateway.errors import TandemError, UpstreamBadResponse, UpstreamError
 from gateway.events import Delta, EventStream, Report, Usage
 from gateway.metrics import Metrics
 from gateway.protocol import SamplingFields
+from gateway.response_cache import Status, tagged
 from gateway.state import AppState
 
 CLIENT_CLOSED = 499
@@ -31,8 +32,12 @@ def new_id(kind: Kind) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + secrets.token_hex(16)
 
 
-async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -> EventStream:
-    """The policy's events, unchanged, with what they tell recorded in metrics and `facts`."""
+async def observed(
+    events: EventStream, metrics: Metrics, facts: RequestFacts, cache: Status | None = None
+) -> EventStream:
+    """The policy's events, with what they tell recorded in metrics and `facts`, and the report
+    tagged with how the response cache served them (here rather than in a layer of the cache's
+    own: every streamed chunk crosses each layer)."""
     labels = (facts.model, facts.policy)
     itl = metrics.itl.tally()
     last: float | None = None
@@ -51,6 +56,8 @@ async def observed(events: EventStream, metrics: Metrics, facts: RequestFacts) -
                     facts.prompt_tokens = event.prompt_tokens
                     facts.completion_tokens = event.completion_tokens
                 elif isinstance(event, Report):
+                    if cache is not None:
+                        event = tagged(event, cache)
                     note_report(metrics, facts, event)
                 yield event
     except TandemError as exc:
@@ -96,7 +103,8 @@ async def respond(
     events: EventStream,
 ) -> Response:
     envelope = Envelope(kind, new_id(kind), int(time.time()), body.model)
-    stream = observed(events, state.metrics, request.state.facts)
+    cache: Status | None = getattr(request.state, "cache", None)
+    stream = observed(events, state.metrics, request.state.facts, cache)
     try:
         first = await anext(stream)
     except StopAsyncIteration:

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
+from gateway.backends.read_watch import ReadWatch
 from gateway.context import request_id
 from gateway.errors import (
     InvalidRequest,
@@ -124,19 +125,33 @@ class OpenAIBackend(Backend):
     async def _stream(
         self, path: str, payload: dict[str, Any], to_events: ChunkParser
     ) -> EventStream:
+        """The upstream's SSE stream as events; its `data:` lines are read here, in one step
+        per network read, rather than through a generator of their own."""
         usage: Usage | None = None
         finished: set[int] = set()
         chunks = 0
+        done = False
         try:
             async with self._open(path, payload) as response:
-                async for chunk in sse_json(response, self.name):
-                    chunks += 1
-                    if chunk.get("usage"):
-                        usage = parse_usage(chunk["usage"], self.name)
-                    for event in to_events(chunk):
-                        if isinstance(event, Finish):
-                            finished.add(event.index)
-                        yield event
+                async for lines in line_batches(response):
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # comments and other fields
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        chunk = _chunk_object(data, self.name)
+                        chunks += 1
+                        if chunk.get("usage"):
+                            usage = parse_usage(chunk["usage"], self.name)
+                        for event in to_events(chunk):
+                            if isinstance(event, Finish):
+                                finished.add(event.index)
+                            yield event
+                    if done:
+                        await response.content.read()  # to the end: the connection is reused
+                        break
             if not finished:
                 raise UpstreamBadResponse(
                     f"backend '{self.name}' ended its stream before any choice finished"
@@ -159,9 +174,11 @@ class OpenAIBackend(Backend):
                 if response.status >= 400:
                     body = await response.content.read(MAX_ERROR_BODY)
                     raise translate_status(self.name, response, body)
+                watch = ReadWatch(response, self.settings.read_timeout)
                 try:
                     yield response
                 finally:
+                    watch.cancel()
                     if not response.content.at_eof():
                         response.close()  # the rest is unwanted: drop the connection now
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -187,19 +204,6 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
         raise InvalidRequest(
             "The request contains a number JSON cannot carry (NaN or Infinity)."
         ) from None
-
-
-async def sse_json(response: aiohttp.ClientResponse, backend: str) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of an SSE stream; comments and other fields are skipped."""
-    async for lines in line_batches(response):
-        for line in lines:
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                await response.content.read()  # reach the body's end so the connection is reused
-                return
-            yield _chunk_object(payload, backend)
 
 
 def _chunk_object(payload: bytes, backend: str) -> dict[str, Any]:

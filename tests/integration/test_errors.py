@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.servers import UPSTREAM_KEY
+from tests.servers import UPSTREAM_KEY, Upstream
 
 
 def chat(model: str = "relay", **fields: Any) -> dict[str, Any]:
@@ -44,6 +45,40 @@ def test_malformed_json_is_400(gateway_url: str) -> None:
     error = envelope(response)
     assert error["type"] == "invalid_request_error"
     assert error["code"] == "invalid_json"
+
+
+def test_a_stream_that_stalls_midway_ends_in_band_with_a_timeout(
+    gateway_url: str, upstream: Upstream
+) -> None:
+    marker = uuid.uuid4().hex
+    # chunks 0.2 s apart, so that they arrive after the watch has taken over from aiohttp's timer
+    fake = {"mode": "stall_mid", "close_after": 3, "itl": 0.2}
+    body = chat(stream=True, user=marker, fake=fake)
+    started = time.monotonic()
+    response = post(gateway_url, body)
+    waited = time.monotonic() - started
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["code"] == "upstream_timeout"
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
+    assert contents == ["", "w0", " w1", " w2"]
+    # 0.4 s of chunks, then the catalog's 1 s read timeout, noticed within 1.25 s
+    assert 1.4 <= waited < 3.0, waited
+    record = upstream.find(marker)
+    deadline = time.monotonic() + 5
+    while record.ended is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the fake notices the dropped connection on its own thread
+    assert record.disconnected, "the stalled upstream connection is dropped"
+
+
+def test_a_slow_but_steady_stream_is_not_cut_by_the_read_timeout(gateway_url: str) -> None:
+    # 2.4 s in all, more than the 1 s read timeout, but never 1 s without a chunk
+    response = post(gateway_url, chat(stream=True, fake={"itl": 0.6, "chunks": 5}))
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    assert all("error" not in json.loads(e) for e in events[:-1])
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text == "w0 w1 w2 w3 w4"
 
 
 @pytest.mark.parametrize(
