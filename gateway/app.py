@@ -15,6 +15,7 @@ from gateway.api.gate import Gate
 from gateway.api.streaming import BODY_SEND
 from gateway.auth import KeyChecker
 from gateway.cache_setup import cache_services
+from gateway.collector import Collector
 from gateway.config import Settings, load_catalog, settings_from_env
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
@@ -50,9 +51,17 @@ class TandemApp(FastAPI):
     for the response's start, and a stream sends every chunk through all of them."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope.setdefault("state", {})[BODY_SEND] = send
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state[BODY_SEND] = send
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The server's send is a method of the object that holds the scope: left in place,
+            # every request would end as a reference cycle for the garbage collector to find.
+            del state[BODY_SEND]
 
 
 def create_app(settings: Settings | None = None, tracer: RequestTracer | None = None) -> FastAPI:
@@ -65,6 +74,10 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
         app.state.tandem = state
         await start_backends(state.router)
         await state.cache.start()
+        interval = settings.gc_interval_seconds
+        collector = Collector(interval) if interval else None
+        if collector is not None:
+            collector.start()
         log.info(
             "serving %d model aliases: %s",
             len(state.router.routes),
@@ -73,6 +86,8 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
         try:
             yield
         finally:
+            if collector is not None:
+                await collector.stop()
             await close_backends(state.router)
             await state.cache.aclose()
             if state.tracer is not None:

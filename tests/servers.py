@@ -76,7 +76,9 @@ def write_catalog(directory: Path, catalog: dict[str, Any]) -> Path:
 def serve_gateway(
     catalog_path: Path, tracer: RequestTracer | None = None, **settings: Any
 ) -> Iterator[str]:
-    """Tandem on a free loopback port; yields its base URL."""
+    """Tandem on a free loopback port; yields its base URL. The test process keeps Python's own
+    collector schedule unless a test asks for Tandem's (`gc_interval_seconds`)."""
+    settings.setdefault("gc_interval_seconds", 0)
     app = create_app(Settings(config=catalog_path, **settings), tracer=tracer)
     with ServerThread(app) as server:
         yield server.url
