@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from tests.servers import (
     serve_gateway,
     write_catalog,
 )
+
+# Gateways built in the test process keep Python's collector schedule: Tandem's would freeze and
+# collect the heap of the whole test session at each start. A real `tandem serve` in
+# tests/integration/test_process.py runs with Tandem's schedule.
+os.environ.setdefault("TANDEM_GC_INTERVAL_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import error_response
+from gateway.api.hot import hot_route
+from gateway.api.hot import serve as serve_hot
 from gateway.api.limits import admit, tandem_headers
 from gateway.context import RequestFacts, accept_request_id, request_id
 from gateway.errors import PayloadTooLarge, TandemError
@@ -70,16 +72,22 @@ class Gate:
                 state.tracer.finish(span, facts)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
+        body: bytes | None = None
         try:
             scope["state"]["key_id"] = self._authenticate(scope, state)
             await admit(scope, state)
             if scope["method"] in ("POST", "PUT", "PATCH"):
-                receive = await buffered(scope, receive, state.settings.max_body_bytes)
+                body = await read_body(scope, receive, state.settings.max_body_bytes)
         except TandemError as exc:
             scope["state"]["facts"].error_code = exc.code
             await error_response(exc)(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if body is None:
+            await self.app(scope, receive, send)
+        elif (route := hot_route(scope)) is not None:
+            await serve_hot(route, body, scope, receive, send, state)
+        else:
+            await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     def _stamped(scope: Scope, send: Send) -> Send:
@@ -144,8 +152,8 @@ def access_fields(facts: RequestFacts, seconds: float) -> dict[str, Any]:
     }
 
 
-async def buffered(scope: Scope, receive: Receive, limit: int) -> Receive:
-    """Read the whole body (refusing past `limit`), then replay it to the app."""
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, refused past `limit`."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -162,7 +170,11 @@ async def buffered(scope: Scope, receive: Receive, limit: int) -> Receive:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` that gives the app the body already read, then what the client sends next."""
     replayed = False
 
     async def replay() -> Message:

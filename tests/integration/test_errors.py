@@ -152,6 +152,32 @@ def test_fields_the_backend_cannot_honour_are_refused(gateway_url: str) -> None:
     assert error["code"] == "unsupported_field"
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "text/plain", None]
+)
+def test_every_content_type_gets_the_same_envelopes(
+    gateway_url: str, content_type: str | None
+) -> None:
+    # JSON bodies are parsed by the gate (gateway/api/hot.py), anything else by FastAPI
+    headers = {"content-type": content_type} if content_type else {}
+    for raw in (b"[1, 2]", b'{"model": "relay", "messages": 3}', b"{"):
+        response = httpx.post(
+            gateway_url + "/v1/chat/completions", content=raw, headers=headers, timeout=10
+        )
+        assert response.status_code == 400, (raw, response.text)
+        assert envelope(response)["type"] == "invalid_request_error"
+    good = json.dumps(chat()).encode()
+    response = httpx.post(
+        gateway_url + "/v1/chat/completions", content=good, headers=headers, timeout=10
+    )
+    if content_type == "text/plain":  # FastAPI reads a body of another type as bytes, not JSON
+        assert response.status_code == 400
+        assert "not valid" in envelope(response)["message"]
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"]
+
+
 def test_body_over_the_limit_is_413(gateway_url: str) -> None:
     big = chat(messages=[{"role": "user", "content": "x" * (70 * 1024)}])
     response = post(gateway_url, big)

@@ -125,6 +125,19 @@ def test_in_stream_failures_are_logged_with_their_status(
     assert entry["error_code"] == "upstream_bad_response"
 
 
+def test_refusals_before_a_stream_are_logged_with_their_code(
+    gateway_url: str, access_lines: list[str]
+) -> None:
+    url = gateway_url + "/v1/chat/completions"
+    httpx.post(url, json=chat("nope", "x"), headers={"x-request-id": "log-3"})
+    json_headers = {"x-request-id": "log-4", "content-type": "application/json"}
+    httpx.post(url, content=b'{"model": "relay", ', headers=json_headers)
+    unknown = json.loads(line_with(access_lines, '"log-3"'))
+    assert (unknown["status"], unknown["error_code"]) == (404, "model_not_found")
+    unparsed = json.loads(line_with(access_lines, '"log-4"'))
+    assert (unparsed["status"], unparsed["error_code"]) == (400, "invalid_json")
+
+
 def test_metric_names_appear_after_requests(gateway_url: str) -> None:
     httpx.post(
         gateway_url + "/v1/chat/completions",

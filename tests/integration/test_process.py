@@ -104,7 +104,11 @@ def running(
             str(port),
             *flags,
         ],
-        env={**os.environ, "TANDEM_SHUTDOWN_GRACE_SECONDS": str(grace)},
+        env={
+            **os.environ,
+            "TANDEM_SHUTDOWN_GRACE_SECONDS": str(grace),
+            "TANDEM_GC_INTERVAL_SECONDS": "60",  # the default schedule, started and stopped
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,0 +1,79 @@
+"""The two model routes, served without FastAPI's router.
+
+Between the gate and a model route FastAPI spends about 0.28 ms of CPU per request (its
+exception middleware, router, request handler and dependency solver, and a `json.loads` before
+pydantic validates the result): a quarter of what Tandem adds to the time to first token
+(README, "The relay's hot path"). For `POST /v1/chat/completions` and `POST /v1/completions`
+with a JSON body, the gate calls the same endpoint functions itself, after one
+`model_validate_json` of the body it has already read; errors map to the same envelopes. Any
+other content type takes FastAPI's way, and the routes stay declared there for the OpenAPI
+schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.api.chat import create_chat_completion
+from gateway.api.completions import create_completion
+from gateway.api.errors import error_response, validation_error
+from gateway.errors import TandemError
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.state import AppState
+
+Endpoint = Callable[[Any, Request, AppState], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    model: type[BaseModel]
+    endpoint: Endpoint
+
+
+ROUTES = {
+    "/v1/chat/completions": HotRoute(ChatCompletionRequest, create_chat_completion),
+    "/v1/completions": HotRoute(CompletionRequest, create_completion),
+}
+
+
+def hot_route(scope: Scope) -> HotRoute | None:
+    """The route to serve here, if the request is one of them with a JSON body (or no type)."""
+    route = ROUTES.get(scope["path"])
+    if route is None or scope["method"] != "POST":
+        return None
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media != b"application/json" and not media.endswith(b"+json"):
+                return None
+    return route
+
+
+async def serve(
+    route: HotRoute, body: bytes, scope: Scope, receive: Receive, send: Send, state: AppState
+) -> None:
+    response = await respond(route, body, Request(scope, receive), state)
+    await response(scope, receive, send)
+
+
+async def respond(route: HotRoute, body: bytes, request: Request, state: AppState) -> Response:
+    try:
+        parsed = route.model.model_validate_json(body)
+    except ValidationError as exc:
+        return rejected(request, validation_error(list(exc.errors())))
+    try:
+        return await route.endpoint(parsed, request, state)
+    except TandemError as exc:
+        return rejected(request, exc)
+
+
+def rejected(request: Request, exc: TandemError) -> Response:
+    request.state.facts.error_code = exc.code
+    return error_response(exc)
