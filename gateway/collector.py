@@ -5,7 +5,7 @@ collection of the middle generation every ~0.4 s (about 6 ms each: it walks ever
 requests in flight hold) and a full one every ~5 s (70-120 ms: it walks the whole heap, FastAPI's
 and pydantic's start-up objects included). Each pause holds back every stream at once, and the
 chunks held back then leave together: the client sees a burst instead of a stream (README,
-"Performance").
+"The relay's hot path").
 
 Tandem's request path creates no reference cycles (tests/integration/test_collector.py keeps it
 so): its objects are freed by reference counting as each request ends, and the collector

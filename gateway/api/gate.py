@@ -84,7 +84,9 @@ class Gate:
             return
         if body is None:
             await self.app(scope, receive, send)
-        elif (route := hot_route(scope)) is not None:
+            return
+        route = hot_route(scope["method"], scope["path"], _header(scope, b"content-type"))
+        if route is not None:
             await serve_hot(route, body, scope, receive, send, state)
         else:
             await self.app(scope, replaying(body, receive), send)

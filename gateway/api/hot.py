@@ -43,16 +43,15 @@ ROUTES = {
 }
 
 
-def hot_route(scope: Scope) -> HotRoute | None:
+def hot_route(method: str, path: str, content_type: str | None) -> HotRoute | None:
     """The route to serve here, if the request is one of them with a JSON body (or no type)."""
-    route = ROUTES.get(scope["path"])
-    if route is None or scope["method"] != "POST":
+    route = ROUTES.get(path)
+    if route is None or method != "POST":
         return None
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
-            if media != b"application/json" and not media.endswith(b"+json"):
-                return None
+    if content_type is not None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return None
     return route
 
 

@@ -45,7 +45,7 @@ class SSEResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        # the gate's own `send`: every chunk skips the wrappers that only watch for the start
+        # the server's own `send`: every chunk skips the wrappers that only watch for the start
         body_send: Send = scope.get("state", {}).get(BODY_SEND, send)
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
