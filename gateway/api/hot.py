@@ -48,11 +48,16 @@ def hot_route(method: str, path: str, content_type: str | None) -> HotRoute | No
     route = ROUTES.get(path)
     if route is None or method != "POST":
         return None
-    if content_type is not None:
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            return None
+    if content_type is not None and not parsed_as_json(content_type):
+        return None
     return route
+
+
+def parsed_as_json(content_type: str) -> bool:
+    """FastAPI's own rule for a body it reads as JSON: application/json or application/*+json
+    (any other type reaches validation as bytes, so those requests keep FastAPI's way)."""
+    maintype, _, subtype = content_type.split(";", 1)[0].strip().lower().partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def serve(
