@@ -70,6 +70,13 @@ class Record:
     disconnected: bool = False
     ended: float | None = None
 
+    def wait_ended(self, within: float = 5.0) -> None:
+        """Until the server has finished with this request (it notices a client that went away
+        on its own thread), or `within` seconds have passed."""
+        deadline = time.monotonic() + within
+        while self.ended is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
 
 def words(n: int, offset: int = 0) -> list[str]:
     return [("" if i == 0 else " ") + f"w{i + offset}" for i in range(n)]

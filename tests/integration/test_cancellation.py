@@ -30,9 +30,7 @@ def test_stream_disconnect_closes_upstream_within_a_second(
         assert next(lines).startswith("data: ")
         left_at = time.monotonic()
     record = upstream.find(tag)
-    deadline = left_at + 5
-    while record.ended is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    record.wait_ended()
     assert record.disconnected
     assert record.ended is not None
     assert record.ended - left_at < 1.0
@@ -56,8 +54,7 @@ def test_non_streaming_disconnect_closes_upstream(gateway_url: str, upstream: Up
     thread.join()
     left_at = time.monotonic()
     record = upstream.find(tag)
-    while record.ended is None and time.monotonic() < left_at + 5:
-        time.sleep(0.01)
+    record.wait_ended()
     assert record.disconnected
     assert record.ended is not None
     assert record.ended - left_at < 1.0

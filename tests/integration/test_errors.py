@@ -65,9 +65,7 @@ def test_a_stream_that_stalls_midway_ends_in_band_with_a_timeout(
     # 0.4 s of chunks, then the catalog's 1 s read timeout, noticed within 1.25 s
     assert 1.4 <= waited < 3.0, waited
     record = upstream.find(marker)
-    deadline = time.monotonic() + 5
-    while record.ended is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # the fake notices the dropped connection on its own thread
+    record.wait_ended()
     assert record.disconnected, "the stalled upstream connection is dropped"
 
 

@@ -5,7 +5,6 @@ which repeats its prompt, so an answer shows what the expander was given."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -419,9 +418,7 @@ def test_a_client_that_leaves_mid_plan_stops_the_planner(client: OpenAI, fakes: 
         first = next(c for c in stream if c.choices and reasoning_of(c.choices[0].delta))
         assert reasoning_of(first.choices[0].delta) == "w0"
     record = next(r for r in fakes.upstreams["drip"].records if text in str(r.body))
-    deadline = time.monotonic() + 5
-    while record.ended is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    record.wait_ended()
     assert record.disconnected  # the plan's 100 chunks (5 s) were not waited for
 
 
