@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -46,18 +47,30 @@ async def close_backends(router: Router) -> None:
 
 
 class TandemApp(FastAPI):
-    """FastAPI, with the server's own `send` left for streamed bodies (`BODY_SEND`): every
-    wrapper between here and the endpoint (Starlette's error middleware, the gate) watches only
-    for the response's start, and a stream sends every chunk through all of them."""
+    """FastAPI behind the gate. Every HTTP request meets the gate first (`Gate` in
+    gateway/api/gate.py), which serves the two model routes itself and hands the rest to
+    FastAPI's own stack: a model call crosses none of FastAPI's middleware. The server's own
+    `send` is left in the scope for streamed bodies (`BODY_SEND`): every wrapper between it and
+    the endpoint watches only for the response's start, and a stream sends every chunk."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Tandem traces each request itself (gateway/tracing.py, the GenAI conventions); FastAPI's
+        # own OpenTelemetry would look up the global providers on every request
+        super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
+        self.gate = Gate(self._framework)
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        scope["app"] = self
         state = scope.setdefault("state", {})
         state[BODY_SEND] = send
         try:
-            await super().__call__(scope, receive, send)
+            await self.gate(scope, receive, send)
         finally:
             # The server's send is a method of the object that holds the scope: left in place,
             # every request would end as a reference cycle for the garbage collector to find.
@@ -97,7 +110,6 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
     for module in (chat, completions, models, health, playground):
         app.include_router(module.router)
     errors.install(app)
-    app.add_middleware(Gate)
     return app
 
 

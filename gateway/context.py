@@ -30,6 +30,7 @@ class RequestFacts:
     model: str = "-"
     policy: str = "-"
     status: int = 500
+    answered: bool = False  # the response has started
     stream: bool = False
     ttft: float | None = None
     prompt_tokens: int | None = None

@@ -16,12 +16,13 @@ from gateway.api.hot import hot_route
 from gateway.api.hot import serve as serve_hot
 from gateway.api.limits import admit, tandem_headers
 from gateway.context import RequestFacts, accept_request_id, request_id
-from gateway.errors import PayloadTooLarge, TandemError
+from gateway.errors import PayloadTooLarge, TandemError, internal_error
 from gateway.logs import ACCESS_LOGGER
 from gateway.state import AppState
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
 access_log = logging.getLogger(ACCESS_LOGGER)
+log = logging.getLogger(__name__)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -72,6 +73,21 @@ class Gate:
                 state.tracer.finish(span, facts)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
+        """Serve the request; a failure nothing mapped and nothing answered yet is a 500 in the
+        OpenAI envelope here, stamped, counted and logged like any other response (FastAPI's
+        stack answers its own; the model routes the gate serves have only this)."""
+        try:
+            await self._dispatch(scope, receive, send, state)
+        except Exception:
+            facts: RequestFacts = scope["state"]["facts"]
+            if facts.answered:
+                raise  # answered, or mid-stream: the server closes the connection
+            log.exception("unhandled error")
+            error = internal_error()
+            facts.error_code = error.type  # a bug has no code of its own
+            await error_response(error)(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
         body: bytes | None = None
         try:
             scope["state"]["key_id"] = self._authenticate(scope, state)
@@ -100,6 +116,7 @@ class Gate:
         async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 facts.status = message["status"]
+                facts.answered = True
                 headers = [
                     *message.get("headers", []),
                     *tandem_headers(scope),

@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.logs import ACCESS_LOGGER
+from gateway.policies.direct import DirectPolicy
 from gateway.tracing import RequestTracer
 from tests.integration.test_auth_health_metrics import sample
 from tests.servers import Upstream, serve_gateway, write_catalog
@@ -188,3 +189,38 @@ def test_spans_follow_the_genai_conventions(tmp_path: Path) -> None:
     assert attributes["gen_ai.usage.output_tokens"] == 4
     assert attributes["http.response.status_code"] == 200
     assert attributes["tandem.request_id"] == "span-1"
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body"),
+    [
+        ("/v1/chat/completions", "chat", chat("echo", "x", stream=True)),
+        ("/v1/chat/completions", "chat", chat("echo", "x")),
+        ("/v1/completions", "complete", {"model": "echo", "prompt": "x"}),
+    ],
+)
+def test_a_bug_in_a_model_route_is_a_stamped_500_envelope(
+    gateway_url: str,
+    access_lines: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    method: str,
+    body: dict[str, object],
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(DirectPolicy, method, broken)
+    rid = f"bug-{uuid.uuid4().hex}"
+    response = httpx.post(gateway_url + path, json=body, headers={"x-request-id": rid})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "The server had an error while processing your request.",
+        "type": "internal_error",
+        "param": None,
+        "code": None,
+    }
+    assert response.headers["x-request-id"] == rid
+    assert "a bug" not in response.text
+    entry = json.loads(line_with(access_lines, f'"{rid}"'))
+    assert (entry["status"], entry["error_code"]) == (500, "internal_error")
