@@ -48,6 +48,8 @@ class SSEResponse(Response):
         # the server's own `send`: every chunk skips the wrappers that only watch for the start
         body_send: Send = scope.get("state", {}).get(BODY_SEND, send)
         loop = asyncio.get_running_loop()
+        if not await self._send_first(body_send):
+            return
         self._last_sent = loop.time()
         sender = asyncio.ensure_future(self._send_all(body_send, loop))
         try:
@@ -57,6 +59,23 @@ class SSEResponse(Response):
                 sender.cancel()
             with suppress(asyncio.CancelledError, OSError):
                 await sender
+
+    async def _send_first(self, send: Send) -> bool:
+        """The body's first chunk, sent here rather than one turn of the event loop later in
+        the sender's task: on the time to first token. It is ready (the policy's first event
+        was awaited before the response was made), so no disconnect needs watching yet. False
+        when the client's connection is gone (the sender's own `OSError` ends it quietly too)."""
+        try:
+            chunk = await anext(self.stream, None)
+            if chunk is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError:
+            await self.stream.aclose()
+            return False
+        except BaseException:
+            await self.stream.aclose()
+            raise
+        return True
 
     async def _send_all(self, send: Send, loop: asyncio.AbstractEventLoop) -> None:
         try:
