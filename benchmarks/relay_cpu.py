@@ -78,14 +78,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def command_line(text: str) -> list[str]:
+    """A shell-quoted gateway command; a relative program path is the repository's."""
+    argv = shlex.split(text)
+    if argv and "/" in argv[0]:
+        argv[0] = str(REPO / argv[0])
+    return argv
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.client_cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
-    commands = [
-        [str(REPO / c) if i == 0 and "/" in c else c for i, c in enumerate(shlex.split(t))]
-        for t in args.tandem
-    ]
+    commands = [command_line(t) for t in args.tandem]
     results: dict[str, list[float]] = {t: [] for t in args.tandem}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
