@@ -1,14 +1,20 @@
-"""Real servers on loopback for tests: the fake upstream and Tandem itself, each in a thread."""
+"""Real servers on loopback for tests: the fake upstream and Tandem itself, each in a thread, and
+Tandem as its own process."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from gateway.app import create_app
@@ -82,3 +88,39 @@ def serve_gateway(
     app = create_app(Settings(config=catalog_path, **settings), tracer=tracer)
     with ServerThread(app) as server:
         yield server.url
+
+
+@contextmanager
+def serve_process(
+    catalog_path: Path, *flags: str, env: dict[str, str] | None = None, grace: float = 10
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`tandem serve` as a user runs it, in its own process (its own interpreter lock: a test's
+    client in this process does not slow it down); settings come as `TANDEM_*` variables."""
+    port = closed_port()
+    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(catalog_path)]
+    process = subprocess.Popen(
+        [*argv, "--port", str(port), *flags],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("tandem did not start")
+        yield process, url
+    finally:
+        # SIGTERM, not SIGKILL: a killed supervisor would leave its worker processes behind
+        process.terminate()
+        try:
+            process.wait(timeout=grace + 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.servers import Upstream, closed_port
+from tests.servers import Upstream, closed_port, serve_process
 
 
 def tandem(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,47 +91,12 @@ def test_environment_overrides_the_catalog(tmp_path: Path) -> None:
 def running(
     catalog: Path, grace: float, *flags: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = closed_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(catalog),
-            "--port",
-            str(port),
-            *flags,
-        ],
-        env={
-            **os.environ,
-            "TANDEM_SHUTDOWN_GRACE_SECONDS": str(grace),
-            "TANDEM_GC_INTERVAL_SECONDS": "60",  # the default schedule, started and stopped
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("tandem did not start")
-        yield process, url
-    finally:
-        # SIGTERM, not SIGKILL: a killed supervisor would leave its worker processes behind
-        process.terminate()
-        try:
-            process.wait(timeout=grace + 10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {
+        "TANDEM_SHUTDOWN_GRACE_SECONDS": str(grace),
+        "TANDEM_GC_INTERVAL_SECONDS": "60",  # the default schedule, started and stopped
+    }
+    with serve_process(catalog, *flags, env=env, grace=grace) as served:
+        yield served
 
 
 def slow_catalog(tmp_path: Path, upstream_url: str) -> Path:
