@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from loadtests.environment import describe, loadavg
@@ -33,7 +33,7 @@ from loadtests.services import (
     start_tandem,
     start_upstream,
 )
-from loadtests.summary import ratio_table, write_markdown
+from loadtests.summary import ratio_table, repeat_table, write_markdown
 
 COOLDOWN_S = 3.0  # lets a saturated gateway finish the streams the last scenario cancelled
 
@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--itl", type=float, default=0.01)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--targets", nargs="*", default=["direct", "tandem", "litellm"])
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each load level this many times, the targets taking turns each time; "
+        "the summary gives the median and range over the repeats",
+    )
     parser.add_argument("--client-cpus", default="0", help="cores for load generator + upstream")
     parser.add_argument("--gateway-cpus", default="1", help="cores for the gateway under test")
     parser.add_argument("--tandem", default=".venv/bin/tandem", help="Tandem's command")
@@ -59,7 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     timing = {"duration_s": args.duration, "warmup_s": args.warmup}
     closed = [Scenario(f"c{c}", concurrency=c, **timing) for c in args.concurrency]
-    return closed + [Scenario(f"poisson{r:g}", rate=r, **timing) for r in args.rate]
+    levels = closed + [Scenario(f"poisson{r:g}", rate=r, **timing) for r in args.rate]
+    if args.repeat == 1:
+        return levels
+    return [
+        replace(level, name=f"{level.name}#{k}")
+        for level in levels
+        for k in range(1, args.repeat + 1)
+    ]
 
 
 def start_all(args: argparse.Namespace, logs: Path) -> dict[str, Service]:
@@ -124,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown(args.out / f"{args.name}.md", environment, reports)
     _plot(args.out / f"{args.name}.png", reports)
     print(ratio_table(reports))
+    if args.repeat > 1:
+        print(repeat_table(reports))
     return 1 if any(r.errors for r in reports if r.target != "litellm") else 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,55 @@ def ratio_table(reports: list[Report]) -> str:
     return "\n".join([header, rule, *rows])
 
 
+REPEAT_COLUMNS = (
+    "load | gateway | runs | added TTFT p50 ms | req/s, % of direct | ITL p50 ms, gw - direct "
+    "| bursts % | errors"
+)
+
+
+def _spread(values: list[float], unit: str = "", signed: bool = False, digits: int = 1) -> str:
+    """The median and, with more than one value, the range: `+0.4 (-0.3..+1.1)`."""
+
+    def shown(value: float) -> str:
+        return f"{value:{'+' if signed else ''},.{digits}f}{unit}"
+
+    median = shown(statistics.median(values))
+    if len(values) == 1:
+        return median
+    return f"{median} ({shown(min(values))}..{shown(max(values))})"
+
+
+def repeat_table(reports: list[Report]) -> str:
+    """Each gateway at each load level over the repeats of a run (`--repeat`): the median of
+    the per-repeat comparisons with its range, so that one noisy minute cannot decide a goal."""
+    direct = {r.scenario: r for r in reports if r.target == "direct"}
+    pairs: dict[tuple[str, str], list[tuple[Report, Report]]] = defaultdict(list)
+    for report in reports:
+        if report.target != "direct" and report.scenario in direct:
+            pairs[(load_label(report), report.target)].append((direct[report.scenario], report))
+    rows = []
+    for (load, target), runs in pairs.items():
+        ttft = [g.ttft_ms.p50 - d.ttft_ms.p50 for d, g in runs]
+        share = [100 * g.rps / d.rps for d, g in runs if d.rps]
+        itl = [g.itl_ms.p50 - d.itl_ms.p50 for d, g in runs]
+        bursts = [100 * g.burst_fraction for _, g in runs]
+        errors = sum(g.errors for _, g in runs)
+        cells = [
+            load,
+            target,
+            str(len(runs)),
+            _spread(ttft, signed=True),
+            _spread(share, "%") if share else "-",
+            _spread(itl, signed=True, digits=2),
+            _spread(bursts),
+            f"{errors}/{sum(g.requests for _, g in runs)}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    header = "| " + REPEAT_COLUMNS + " |"
+    rule = "|" + "---|" * (REPEAT_COLUMNS.count("|") + 1)
+    return "\n".join([header, rule, *rows])
+
+
 def _environment_lines(env: dict[str, Any]) -> list[str]:
     up = env["upstream"]
     return [
@@ -72,12 +123,27 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     ]
 
 
+def _repeat_lines(reports: list[Report]) -> list[str]:
+    if not any("#" in r.scenario for r in reports):
+        return []
+    return [
+        "## Over the repeats (median, and range)",
+        "",
+        "Each load level was measured several times, the targets taking turns each time; each "
+        "repeat compares a gateway with the direct path of the same repeat.",
+        "",
+        repeat_table(reports),
+        "",
+    ]
+
+
 def write_markdown(path: Path, env: dict[str, Any], reports: list[Report]) -> None:
     lines = [
         "# Tandem and LiteLLM against the direct path, one run",
         "",
         *_environment_lines(env),
         "",
+        *_repeat_lines(reports),
         "## Each gateway against the direct path",
         "",
         ratio_table(reports),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from loadtests.report import Cost, Report
 from loadtests.stats import summarise
-from loadtests.summary import ratio_table
+from loadtests.summary import ratio_table, repeat_table
 
 
-def report(target: str, ttft_s: list[float], rps: float, unfinished: int = 0) -> Report:
+def report(
+    target: str, ttft_s: list[float], rps: float, unfinished: int = 0, scenario: str = "c50"
+) -> Report:
     return Report(
-        scenario="c50",
+        scenario=scenario,
         target=target,
         concurrency=50,
         rate=None,
@@ -44,3 +46,24 @@ def test_ratio_rows_subtract_direct_and_divide_its_throughput() -> None:
     assert rows[2].startswith("| 50 streams | tandem | +1.0 / +30.0 | 90% |")
     assert "0/630, 3 cancelled" in rows[2]
     assert "20 (5)" in rows[2]
+
+
+def test_repeats_are_compared_in_pairs_and_summed_up_by_their_median_and_range() -> None:
+    # three repeats; the gateway adds 2 ms, then 0.5 ms, then takes 1 ms off a slow direct run
+    direct_ttft = {"c50#1": 0.020, "c50#2": 0.020, "c50#3": 0.023}
+    gateway_ttft = {"c50#1": 0.022, "c50#2": 0.0205, "c50#3": 0.022}
+    gateway_rps = {"c50#1": 63.0, "c50#2": 77.0, "c50#3": 70.0}
+    reports = []
+    for name in direct_ttft:
+        reports.append(report("direct", [direct_ttft[name]] * 10, rps=70.0, scenario=name))
+        reports.append(
+            report("tandem", [gateway_ttft[name]] * 10, gateway_rps[name], scenario=name)
+        )
+
+    rows = repeat_table(reports).splitlines()
+
+    assert len(rows) == 3  # header, rule, one gateway at one load level
+    cells = [cell.strip() for cell in rows[2].strip("|").split("|")]
+    assert cells[:5] == ["50 streams", "tandem", "3", "+0.5 (-1.0..+2.0)", "100.0% (90.0%..110.0%)"]
+    assert cells[5] == "+0.00 (+0.00..+0.00)"
+    assert cells[7] == "0/2100"
