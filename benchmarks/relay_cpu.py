@@ -67,15 +67,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    return with_gateways(parser).parse_args(argv)
+
+
+def with_gateways(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of an A/B between gateway commands, and where each process runs."""
     parser.add_argument(
         "--tandem",
         nargs="*",
         default=[".venv/bin/tandem"],
         help="gateway commands to compare (each a shell-quoted command line)",
     )
-    parser.add_argument("--client-cpus", default="0")
-    parser.add_argument("--gateway-cpus", default="1")
-    return parser.parse_args(argv)
+    parser.add_argument("--client-cpus", default="0", help="cores for this client + upstream")
+    parser.add_argument("--gateway-cpus", default="1", help="cores for the gateway")
+    return parser
 
 
 def command_line(text: str) -> list[str]:

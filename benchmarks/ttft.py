@@ -25,7 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.relay_cpu import command_line
+from benchmarks.relay_cpu import command_line, with_gateways
 from loadtests.client import Counters, chat_body, stream_once
 from loadtests.services import ALIAS, UPSTREAM_MODEL, Service, running, start_tandem
 from loadtests.services import start_upstream as start_fake
@@ -85,15 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ttft", type=float, default=0.0, help="the upstream's, seconds")
     parser.add_argument("--itl", type=float, default=0.01, help="the upstream's, seconds")
     parser.add_argument("--chunks", type=int, default=8)
-    parser.add_argument(
-        "--tandem",
-        nargs="*",
-        default=[".venv/bin/tandem"],
-        help="gateway commands to compare (each a shell-quoted command line)",
-    )
-    parser.add_argument("--client-cpus", default="0")
-    parser.add_argument("--gateway-cpus", default="1")
-    return parser.parse_args(argv)
+    return with_gateways(parser).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:

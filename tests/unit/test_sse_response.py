@@ -10,16 +10,17 @@ from starlette.types import Message
 from gateway.api.streaming import SSEResponse
 
 
+async def two_chunks(closed: asyncio.Event) -> AsyncGenerator[bytes, None]:
+    try:
+        yield b"data: first\n\n"
+        yield b"data: second\n\n"
+    finally:
+        closed.set()
+
+
 async def test_the_first_chunk_leaves_before_the_event_loop_turns() -> None:
     sent: list[Message] = []
     closed = asyncio.Event()
-
-    async def body() -> AsyncGenerator[bytes, None]:
-        try:
-            yield b"data: first\n\n"
-            yield b"data: second\n\n"
-        finally:
-            closed.set()
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -28,7 +29,7 @@ async def test_the_first_chunk_leaves_before_the_event_loop_turns() -> None:
         await asyncio.Event().wait()  # the client never leaves
         raise AssertionError
 
-    task = asyncio.ensure_future(SSEResponse(body())({"type": "http"}, receive, send))
+    task = asyncio.ensure_future(SSEResponse(two_chunks(closed))({"type": "http"}, receive, send))
     await asyncio.sleep(0)  # one step of the response's task
     assert [m.get("body") for m in sent] == [None, b"data: first\n\n"]
     await asyncio.wait_for(task, 5)
@@ -41,13 +42,6 @@ async def test_a_first_chunk_that_cannot_be_sent_closes_the_body() -> None:
     sent: list[Message] = []
     closed = asyncio.Event()
 
-    async def body() -> AsyncGenerator[bytes, None]:
-        try:
-            yield b"data: first\n\n"
-            yield b"data: second\n\n"
-        finally:
-            closed.set()
-
     async def send(message: Message) -> None:
         sent.append(message)
         if message["type"] == "http.response.body":
@@ -56,6 +50,6 @@ async def test_a_first_chunk_that_cannot_be_sent_closes_the_body() -> None:
     async def receive() -> Message:
         return {"type": "http.disconnect"}
 
-    await asyncio.wait_for(SSEResponse(body())({"type": "http"}, receive, send), 5)
+    await asyncio.wait_for(SSEResponse(two_chunks(closed))({"type": "http"}, receive, send), 5)
     assert closed.is_set(), "the body (and so the policy and its upstream call) is closed"
     assert [m.get("body") for m in sent] == [None, b"data: first\n\n"], "nothing more is sent"
