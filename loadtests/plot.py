@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -30,15 +32,19 @@ def field_of(report: Report, dotted: str) -> float:
 
 
 def panel_values(reports: list[Report], target: str, dotted: str, loads: list[str]) -> list[float]:
-    rows = {load_label(r): r for r in reports if r.target == target}
-    direct = {load_label(r): r.rps for r in reports if r.target == "direct"}
-    values = []
-    for load in loads:
-        value = field_of(rows[load], dotted) if load in rows else math.nan
+    """One bar per load level: the median over the level's repeats (`--repeat`), the share of
+    direct's requests/s taken within each repeat."""
+    direct = {r.scenario: r.rps for r in reports if r.target == "direct"}
+    by_load: dict[str, list[float]] = {}
+    for report in reports:
+        if report.target != target:
+            continue
+        value = field_of(report, dotted)
         if dotted == "rps":
-            value = 100 * value / direct[load] if direct.get(load) else math.nan
-        values.append(value)
-    return values
+            base = direct.get(report.scenario)
+            value = 100 * value / base if base else math.nan
+        by_load.setdefault(load_label(report), []).append(value)
+    return [statistics.median(by_load[load]) if load in by_load else math.nan for load in loads]
 
 
 def plot(path: Path, reports: list[Report]) -> None:
@@ -56,7 +62,10 @@ def plot(path: Path, reports: list[Report]) -> None:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
     axes.flat[0].legend()
-    fig.suptitle("Fake upstream: direct and through each gateway, same run")
+    per_load = Counter(load_label(r) for r in reports if targets and r.target == targets[0])
+    repeats = max(per_load.values(), default=1)
+    runs = f", median of {repeats} repeats" if repeats > 1 else ""
+    fig.suptitle(f"Fake upstream: direct and through each gateway, same run{runs}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
