@@ -2,13 +2,14 @@
 
 A duration-bound load test on a shared 2-core machine measures the neighbours as much as the
 gateway; the CPU time one gateway process spends on a fixed number of streamed requests does
-not depend on how long they took. This sends the same requests (the fake upstream's 64-chunk
-answers) through each gateway command in turn, several rounds, and prints the gateway's CPU
-time per relayed chunk (its process's user + system time over the chunks received), per round
-and as the median, and each command's ratio to the first.
+not depend on how long they took. This sends the same requests (the fake upstream's answers, 64
+chunks unless `--chunks` says otherwise) through each gateway command in turn, several rounds,
+and prints the gateway's CPU time per relayed chunk (its process's user + system time over the
+chunks received), per round and as the median, and each command's ratio to the first. With
+`--chunks 4` the per-request work dominates.
 
     python -m benchmarks.relay_cpu [--requests 1500] [--concurrency 50] [--rounds 3]
-        [--tandem '.venv/bin/tandem' ...]
+        [--chunks 64] [--tandem '.venv/bin/tandem' ...]
 
 The upstream and this client share core 0, each gateway has core 1 (taskset, when present).
 """
@@ -50,7 +51,7 @@ async def stream_all(url: str, requests: int, concurrency: int) -> int:
 
 def measure(command: list[str], args: argparse.Namespace, logs: Path) -> float:
     """Microseconds of gateway CPU per relayed text chunk for one round."""
-    upstream = start_upstream(logs, args.client_cpus, 0.02, 0.01, 64)
+    upstream = start_upstream(logs, args.client_cpus, 0.02, 0.01, args.chunks)
     with running([upstream]):
         tandem = start_tandem(logs, args.gateway_cpus, upstream, command)
         with running([tandem]):
@@ -67,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--chunks", type=int, default=64, help="per answer; a few make per-request work count"
+    )
     return with_gateways(parser).parse_args(argv)
 
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[name].append(cost)
                 print(f"round {round_ + 1} {name}: {cost:.1f} us/chunk", flush=True)
     first = statistics.median(results[args.tandem[0]])
-    print(f"\n{args.requests} requests x 64 chunks at concurrency {args.concurrency}")
+    print(f"\n{args.requests} requests x {args.chunks} chunks at concurrency {args.concurrency}")
     for name, costs in results.items():
         median = statistics.median(costs)
         print(f"{name}: median {median:.1f} us/chunk ({median / first:.2f}x the first)")
