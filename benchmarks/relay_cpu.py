@@ -26,27 +26,38 @@ from pathlib import Path
 
 import aiohttp
 
-from loadtests.client import Counters, chat_body, stream_once
+from loadtests.client import Counters, Outcome, chat_body, stream_once
 from loadtests.procstat import usage
 from loadtests.services import ALIAS, REPO, running, start_tandem, start_upstream
 
 
-async def stream_all(url: str, requests: int, concurrency: int) -> int:
-    """Send `requests` streamed chats, `concurrency` at a time; the text chunks received."""
+async def stream_all(
+    url: str,
+    requests: int,
+    concurrency: int,
+    model: str = ALIAS,
+    expected_chunks: int | None = None,
+) -> list[Outcome]:
+    """Send `requests` streamed chats, `concurrency` at a time; a failed one stops the run (CPU
+    per chunk or TTFT of failed streams means nothing)."""
     left = iter(range(requests))
     counters = Counters()
-    body = chat_body(ALIAS)
+    body = chat_body(model)
+    outcomes: list[Outcome] = []
     limit = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=limit) as session:
 
         async def worker() -> None:
             for _ in left:
-                outcome = await stream_once(session, f"{url}/chat/completions", body, counters)
-                if outcome.error is not None:  # CPU per chunk of failed streams means nothing
+                outcome = await stream_once(
+                    session, f"{url}/chat/completions", body, counters, expected_chunks
+                )
+                if outcome.error is not None:
                     raise RuntimeError(f"a streamed request failed: {outcome.error}")
+                outcomes.append(outcome)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return counters.chunks
+    return outcomes
 
 
 def measure(command: list[str], args: argparse.Namespace, logs: Path) -> float:
@@ -58,7 +69,8 @@ def measure(command: list[str], args: argparse.Namespace, logs: Path) -> float:
             url = tandem.base_url
             asyncio.run(stream_all(url, 50, 10))  # warm-up: connections, caches, code paths
             before = usage(tandem.pid).cpu_s
-            chunks = asyncio.run(stream_all(url, args.requests, args.concurrency))
+            outcomes = asyncio.run(stream_all(url, args.requests, args.concurrency))
+            chunks = sum(outcome.chunks for outcome in outcomes)
             spent = usage(tandem.pid).cpu_s - before
     return spent / chunks * 1e6
 
@@ -87,6 +99,13 @@ def with_gateways(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def gateway_commands(args: argparse.Namespace) -> list[list[str]]:
+    """The `--tandem` commands as argument lists, this process pinned to `--client-cpus`."""
+    if args.client_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
+    return [command_line(t) for t in args.tandem]
+
+
 def command_line(text: str) -> list[str]:
     """A shell-quoted gateway command; a relative program path is the repository's."""
     argv = shlex.split(text)
@@ -97,9 +116,7 @@ def command_line(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.client_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
-    commands = [command_line(t) for t in args.tandem]
+    commands = gateway_commands(args)
     results: dict[str, list[float]] = {t: [] for t in args.tandem}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):

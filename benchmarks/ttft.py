@@ -18,50 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 from pathlib import Path
 
-import aiohttp
-
-from benchmarks.relay_cpu import command_line, with_gateways
-from loadtests.client import Counters, chat_body, stream_once
+from benchmarks.relay_cpu import gateway_commands, stream_all, with_gateways
 from loadtests.services import ALIAS, UPSTREAM_MODEL, Service, running, start_tandem
 from loadtests.services import start_upstream as start_fake
 
 WARMUP = 30
 
 
-async def ttfts(url: str, model: str, requests: int, concurrency: int, chunks: int) -> list[float]:
-    """The TTFT in ms of each of `requests` streamed chats, `concurrency` at a time."""
-    left = iter(range(requests))
-    counters = Counters()
-    body = chat_body(model)
-    found: list[float] = []
-    limit = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=limit) as session:
-
-        async def worker() -> None:
-            for _ in left:
-                outcome = await stream_once(
-                    session, f"{url}/chat/completions", body, counters, chunks
-                )
-                if outcome.error is not None or outcome.ttft is None:
-                    raise RuntimeError(f"a streamed request failed: {outcome.error}")
-                found.append(outcome.ttft * 1000)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return found
-
-
 def measure(service: Service, model: str, args: argparse.Namespace) -> float:
     """The median TTFT in ms through `service`, after a warm-up."""
-    asyncio.run(ttfts(service.base_url, model, WARMUP, min(args.concurrency, 10), args.chunks))
-    found = asyncio.run(
-        ttfts(service.base_url, model, args.requests, args.concurrency, args.chunks)
-    )
-    return statistics.median(found)
+    url, chunks = service.base_url, args.chunks
+    asyncio.run(stream_all(url, WARMUP, min(args.concurrency, 10), model, chunks))
+    outcomes = asyncio.run(stream_all(url, args.requests, args.concurrency, model, chunks))
+    return statistics.median(o.ttft * 1000 for o in outcomes if o.ttft is not None)
 
 
 def one_round(commands: list[list[str]], args: argparse.Namespace, logs: Path) -> list[float]:
@@ -90,9 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.client_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
-    commands = [command_line(t) for t in args.tandem]
+    commands = gateway_commands(args)
     added: dict[str, list[float]] = {t: [] for t in args.tandem}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):

@@ -62,7 +62,7 @@ def plot(path: Path, reports: list[Report]) -> None:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
     axes.flat[0].legend()
-    per_load = Counter(load_label(r) for r in reports if targets and r.target == targets[0])
+    per_load = Counter(load_label(r) for r in reports if r.target == targets[0])
     repeats = max(per_load.values(), default=1)
     runs = f", median of {repeats} repeats" if repeats > 1 else ""
     fig.suptitle(f"Fake upstream: direct and through each gateway, same run{runs}")
