@@ -59,11 +59,11 @@ tools: install-dev
 
 test: lint typecheck unit
 
-# Load tests (not part of `make test`): LiteLLM's proxy, aiohttp and matplotlib live in their own
-# environment, never in Tandem's. `make loadtest` compares the direct path, Tandem and LiteLLM in
-# one run (~10 minutes, results in loadtests/results/); `make loadtest-goals` measures Tandem
-# against the direct path at the goals' 50 and 200 streams five times over, taking turns (~10
-# minutes); `make soak` holds Tandem under load.
+# Load tests (not part of `make test`): LiteLLM's proxy, vLLM's Rust router, aiohttp and matplotlib
+# live in their own environment, never in Tandem's. `make loadtest` compares the direct path, the
+# router, Tandem and LiteLLM in one run (~12 minutes, results in loadtests/results/);
+# `make loadtest-goals` measures the router and Tandem against the direct path at the goals' 50
+# and 200 streams five times over, taking turns (~15 minutes); `make soak` holds Tandem under load.
 LOADTEST_VENV := .venv-loadtest
 
 loadtest-env: $(LOADTEST_VENV)/.installed
@@ -78,7 +78,7 @@ loadtest: install loadtest-env
 
 loadtest-goals: install loadtest-env
 	$(LOADTEST_VENV)/bin/python -m loadtests.compare --concurrency 50 200 --rate \
-		--targets direct tandem --repeat 5 --duration 20 --name goals
+		--targets direct router tandem --repeat 5 --duration 20 --name goals
 
 soak: install loadtest-env
 	$(LOADTEST_VENV)/bin/python -m loadtests.soak

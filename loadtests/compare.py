@@ -1,5 +1,6 @@
-"""Side by side in one run: the same load against the fake upstream directly, through Tandem's
-`direct` policy, and through LiteLLM's proxy, written to loadtests/results/.
+"""Side by side in one run: the same load against the fake upstream directly, through vLLM's
+Rust router (the anchor a relay is measured against), through Tandem's `direct` policy, and
+through LiteLLM's proxy, written to loadtests/results/.
 
 The upstream and this process (the load generator) share one core, each gateway has the other
 to itself, as ../shared/PERFORMANCE.md measured its anchors. Targets take turns at each load
@@ -30,6 +31,7 @@ from loadtests.services import (
     Service,
     running,
     start_litellm,
+    start_router,
     start_tandem,
     start_upstream,
 )
@@ -47,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ttft", type=float, default=0.02)
     parser.add_argument("--itl", type=float, default=0.01)
     parser.add_argument("--chunks", type=int, default=64)
-    parser.add_argument("--targets", nargs="*", default=["direct", "tandem", "litellm"])
+    parser.add_argument("--targets", nargs="*", default=["direct", "router", "tandem", "litellm"])
     parser.add_argument(
         "--repeat",
         type=int,
@@ -86,6 +88,9 @@ def start_all(args: argparse.Namespace, logs: Path) -> dict[str, Service]:
         if "litellm" in args.targets:
             litellm = Path(sys.executable).parent / "litellm"
             services["litellm"] = start_litellm(logs, args.gateway_cpus, up, litellm)
+        if "router" in args.targets:
+            router = Path(sys.executable).parent / "vllm-router"
+            services["router"] = start_router(logs, args.gateway_cpus, up, router)
     except BaseException:
         for service in services.values():
             service.process.terminate()

@@ -54,6 +54,7 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "tandem": tandem_revision(),
         "litellm": _version("litellm"),
+        "vllm_router": _version("vllm-router"),
         "aiohttp": _version("aiohttp"),
         "load_average_before": loadavg(),
         "load_average_after": None,  # filled in when the run ends

@@ -117,11 +117,15 @@ class FakeUpstream:
                 Route("/v1/chat/completions", self._handle, methods=["POST"]),
                 Route("/v1/completions", self._handle, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/health", self._health, methods=["GET"]),  # as vLLM's server has
             ]
         )
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _health(self, request: Request) -> Response:
+        return Response(status_code=200)
 
     def _config_for(self, body: dict[str, Any]) -> FakeConfig:
         override = body.get("fake") or {}

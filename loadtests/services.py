@@ -1,4 +1,5 @@
-"""Start the fake upstream, Tandem and LiteLLM's proxy as pinned processes on loopback."""
+"""Start the fake upstream, Tandem, LiteLLM's proxy and vLLM's router as pinned processes on
+loopback."""
 
 from __future__ import annotations
 
@@ -162,3 +163,16 @@ def start_litellm(logs: Path, cpus: str | None, upstream: Service, litellm: Path
         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
     }
     return start("litellm", [*argv, "--num_workers", "1"], port, logs, cpus, env)
+
+
+def start_router(logs: Path, cpus: str | None, upstream: Service, router: Path) -> Service:
+    """vLLM's Rust router (vllm-router) in front of `upstream`: the byte relay that
+    ../shared/PERFORMANCE.md measured as the floor a gateway can approach, here measured in the
+    same run. It forwards the request's model name as is, which the fake upstream accepts."""
+    port = free_port()
+    worker = upstream.base_url.removesuffix("/v1")
+    argv = [str(router), "--worker-urls", worker, "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--policy", "round_robin"]  # one worker: the cheapest choice
+    # metrics on, as Tandem's are, on a port of their own (its default may be taken)
+    argv += ["--prometheus-port", str(free_port())]
+    return start("router", [*argv, "--log-level", "warning"], port, logs, cpus)

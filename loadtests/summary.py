@@ -106,14 +106,40 @@ def repeat_table(reports: list[Report]) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def _environment_lines(env: dict[str, Any]) -> list[str]:
+GATEWAYS = {
+    "tandem": lambda env: f"Tandem {env['tandem']}",
+    "router": lambda env: (
+        f"vLLM's Rust router {env.get('vllm_router', 'unknown')} (round robin "
+        "over the one upstream)"
+    ),
+    "litellm": lambda env: f"LiteLLM proxy {env['litellm']} (1 worker)",
+}
+TITLES = {"tandem": "Tandem", "router": "vLLM's router", "litellm": "LiteLLM"}
+
+
+def _measured(reports: list[Report]) -> list[str]:
+    """The gateways of the run, in the order of GATEWAYS."""
+    present = {r.target for r in reports}
+    return [name for name in GATEWAYS if name in present]
+
+
+def title(reports: list[Report]) -> str:
+    names = [TITLES[name] for name in _measured(reports)]
+    if not names:
+        return "# The direct path alone, one run"
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    return f"# {listed} against the direct path, one run"
+
+
+def _environment_lines(env: dict[str, Any], reports: list[Report]) -> list[str]:
     up = env["upstream"]
+    gateways = "; ".join(GATEWAYS[name](env) for name in _measured(reports))
     return [
         f"- Measured {env['date_utc']} UTC on a {env['cores']}-core machine shared with other "
         f"developers' work (load average {env['load_average_before']} before the run, "
         f"{env['load_average_after']} after): read ratios, not absolute numbers.",
-        f"- Tandem {env['tandem']}; LiteLLM proxy {env['litellm']} (1 worker); "
-        f"load generator: aiohttp {env['aiohttp']} on Python {env['python']}.",
+        f"- {gateways or 'No gateway'}; load generator: aiohttp {env['aiohttp']} on Python "
+        f"{env['python']}.",
         f"- Fake upstream: TTFT {up['ttft_s'] * 1000:g} ms, {up['itl_s'] * 1000:g} ms between "
         f"chunks, {up['chunks']} one-word chunks + usage chunk. Closed-loop streaming clients; "
         f"{env['timing']['warmup_s']:g} s warm-up (not counted), then "
@@ -139,9 +165,9 @@ def _repeat_lines(reports: list[Report]) -> list[str]:
 
 def write_markdown(path: Path, env: dict[str, Any], reports: list[Report]) -> None:
     lines = [
-        "# Tandem and LiteLLM against the direct path, one run",
+        title(reports),
         "",
-        *_environment_lines(env),
+        *_environment_lines(env, reports),
         "",
         *_repeat_lines(reports),
         "## Each gateway against the direct path",

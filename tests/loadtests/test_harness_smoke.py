@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 
+import httpx
 import pytest
 
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
@@ -102,6 +103,14 @@ async def test_fail_rate_fails_a_share_of_requests_and_no_record_keeps_none() ->
     assert 0.2 < report.error_rate < 0.8
     assert report.chunks_per_request == (3, 3)
     assert fake.records == []
+
+
+def test_the_fake_upstream_answers_health_checks_as_vllm_does() -> None:
+    """vLLM's router waits for GET /health on each worker before it serves (`make loadtest`
+    puts it in front of this fake)."""
+    with ServerThread(FakeUpstream(record=False).app) as server:
+        assert httpx.get(f"{server.url}/health").status_code == 200
+        assert httpx.post(f"{server.url}/health").status_code == 405
 
 
 @pytest.mark.parametrize("url", ["http://192.0.2.7:8000/v1", "http://example.com/v1"])

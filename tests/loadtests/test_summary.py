@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loadtests.report import Cost, Report
 from loadtests.stats import summarise
-from loadtests.summary import ratio_table, repeat_table
+from loadtests.summary import ratio_table, repeat_table, title
 
 
 def report(
@@ -67,3 +67,15 @@ def test_repeats_are_compared_in_pairs_and_summed_up_by_their_median_and_range()
     assert cells[:5] == ["50 streams", "tandem", "3", "+0.5 (-1.0..+2.0)", "100.0% (90.0%..110.0%)"]
     assert cells[5] == "+0.00 (+0.00..+0.00)"
     assert cells[7] == "0/2100"
+
+
+def test_the_title_names_the_gateways_that_ran() -> None:
+    direct = report("direct", [0.02], rps=70.0)
+    assert title([direct]) == "# The direct path alone, one run"
+    assert title([direct, report("tandem", [0.02], rps=70.0)]).startswith("# Tandem against")
+    everyone = [
+        report(name, [0.02], rps=70.0) for name in ("litellm", "direct", "tandem", "router")
+    ]
+    assert title(everyone) == (
+        "# Tandem, vLLM's router and LiteLLM against the direct path, one run"
+    )
