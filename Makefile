@@ -61,7 +61,7 @@ test: lint typecheck unit
 
 # Load tests (not part of `make test`): LiteLLM's proxy, vLLM's Rust router, aiohttp and matplotlib
 # live in their own environment, never in Tandem's. `make loadtest` compares the direct path, the
-# router, Tandem and LiteLLM in one run (~12 minutes, results in loadtests/results/);
+# router, Tandem and LiteLLM in one run (~10 minutes, results in loadtests/results/);
 # `make loadtest-goals` measures the router and Tandem against the direct path at the goals' 50
 # and 200 streams five times over, taking turns (~15 minutes); `make soak` holds Tandem under load.
 LOADTEST_VENV := .venv-loadtest
