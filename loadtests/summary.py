@@ -106,15 +106,14 @@ def repeat_table(reports: list[Report]) -> str:
     return "\n".join([header, rule, *rows])
 
 
-GATEWAYS = {
-    "tandem": lambda env: f"Tandem {env['tandem']}",
-    "router": lambda env: (
-        f"vLLM's Rust router {env.get('vllm_router', 'unknown')} (round robin "
-        "over the one upstream)"
+GATEWAYS = {  # name: (title, what ran), in the order the reports list them
+    "tandem": ("Tandem", lambda env: f"Tandem {env['tandem']}"),
+    "router": (
+        "vLLM's router",
+        lambda env: f"vLLM's Rust router {env['vllm_router']} (round robin over the one upstream)",
     ),
-    "litellm": lambda env: f"LiteLLM proxy {env['litellm']} (1 worker)",
+    "litellm": ("LiteLLM", lambda env: f"LiteLLM proxy {env['litellm']} (1 worker)"),
 }
-TITLES = {"tandem": "Tandem", "router": "vLLM's router", "litellm": "LiteLLM"}
 
 
 def _measured(reports: list[Report]) -> list[str]:
@@ -124,7 +123,7 @@ def _measured(reports: list[Report]) -> list[str]:
 
 
 def title(reports: list[Report]) -> str:
-    names = [TITLES[name] for name in _measured(reports)]
+    names = [GATEWAYS[name][0] for name in _measured(reports)]
     if not names:
         return "# The direct path alone, one run"
     listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
@@ -133,7 +132,7 @@ def title(reports: list[Report]) -> str:
 
 def _environment_lines(env: dict[str, Any], reports: list[Report]) -> list[str]:
     up = env["upstream"]
-    gateways = "; ".join(GATEWAYS[name](env) for name in _measured(reports))
+    gateways = "; ".join(GATEWAYS[name][1](env) for name in _measured(reports))
     return [
         f"- Measured {env['date_utc']} UTC on a {env['cores']}-core machine shared with other "
         f"developers' work (load average {env['load_average_before']} before the run, "
