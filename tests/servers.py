@@ -112,7 +112,8 @@ def serve_process(
                 if httpx.get(url + "/healthz").status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)  # not yet listening, or not yet ready
         else:
             raise AssertionError("tandem did not start")
         yield process, url
