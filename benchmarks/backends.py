@@ -118,10 +118,10 @@ async def bench_http(model: str, args: argparse.Namespace) -> None:
 
     import yaml
 
-    from gateway.app import create_app
     from gateway.backends.openai_http import OpenAIBackend, OpenAIBackendConfig
     from gateway.backends.openai_sessions import HTTPSessions
-    from gateway.config import Settings
+    from gateway.core.config import Settings
+    from gateway.server.app import create_app
     from loadtests.fake_upstream import ServerThread
 
     catalog = {

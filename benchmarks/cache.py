@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
+from gateway.server.app import create_app
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 
 QUESTION = "What does a cache hit cost?"

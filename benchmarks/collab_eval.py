@@ -36,9 +36,9 @@ from typing import Any
 
 from gateway.backends.local import LocalBackend
 from gateway.backends.transformers import TransformersBackend, TransformersConfig
-from gateway.events import Delta, Report
+from gateway.core.events import Delta, Report
+from gateway.core.protocol import CompletionRequest
 from gateway.policies.collab import CollabPolicy
-from gateway.protocol import CompletionRequest
 from tests.policies.fakes import scripted
 
 MAX_TOKENS = 8

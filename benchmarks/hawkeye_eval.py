@@ -28,9 +28,9 @@ from importlib import resources
 from typing import Any
 
 from gateway.backends.local import LocalBackend
-from gateway.events import Delta, Report, Usage
+from gateway.core.events import Delta, Report, Usage
+from gateway.core.protocol import ChatCompletionRequest
 from gateway.policies.hawkeye import HawkeyeParams, HawkeyePolicy
-from gateway.protocol import ChatCompletionRequest
 
 SUFFIX = "\nEnd your reply with: The answer is <number>."
 COT = "Let's think step by step.\n"

@@ -120,3 +120,12 @@ async def stream_once(
     if outcome.error is None and wrong_length:
         outcome.error = "wrong_chunk_count"
     return outcome
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    base_url: str  # ends in /v1
+    model: str
+    pid: int | None = None  # the gateway process to measure; None for the direct path
+    upstream_pid: int | None = None

@@ -21,8 +21,9 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from loadtests.client import Target
 from loadtests.environment import describe, loadavg
-from loadtests.loadgen import Scenario, Target, run_scenario
+from loadtests.loadgen import Scenario, run_scenario
 from loadtests.report import Report, format_table
 from loadtests.services import (
     ALIAS,

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from loadtests.client import Counters, Outcome, chat_body, stream_once
+from loadtests.client import Counters, Outcome, Target, chat_body, stream_once
 from loadtests.report import Report, Snapshot, build_report, format_table
 
 
@@ -38,15 +38,6 @@ class Scenario:
     max_requests: int = 200_000
     max_in_flight: int = 2_000  # open loop only: arrivals beyond this are counted as shed
     seed: int = 1
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    base_url: str  # ends in /v1
-    model: str
-    pid: int | None = None  # the gateway process to measure; None for the direct path
-    upstream_pid: int | None = None
 
 
 def require_loopback(url: str) -> None:

@@ -12,8 +12,7 @@ from loadtests.procstat import Usage, machine_busy_s, own_usage, usage
 from loadtests.stats import BURST_GAP_S, Summary, summarise
 
 if TYPE_CHECKING:
-    from loadtests.client import Counters, Outcome
-    from loadtests.loadgen import Target
+    from loadtests.client import Counters, Outcome, Target
 
 MB = 1024 * 1024
 

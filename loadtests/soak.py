@@ -16,9 +16,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from loadtests.client import Target
 from loadtests.compare import pin_self
 from loadtests.environment import loadavg, tandem_revision
-from loadtests.loadgen import Scenario, Target, run_scenario
+from loadtests.loadgen import Scenario, run_scenario
 from loadtests.procstat import usage
 from loadtests.report import Report, format_table
 from loadtests.services import ALIAS, REPO, running, start_tandem, start_upstream

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.tracing import RequestTracer
+from gateway.core.config import Settings
+from gateway.observability.tracing import RequestTracer
+from gateway.server.app import create_app
 from loadtests.fake_upstream import FakeUpstream, Record, ServerThread
 
 UPSTREAM_KEY_ENV = "TANDEM_TEST_UPSTREAM_KEY"

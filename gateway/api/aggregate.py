@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.api.sse import Envelope
-from gateway.events import Delta, Event, Finish, Report, Usage
+from gateway.core.events import Delta, Event, Finish, Report, Usage
 
 
 @dataclass

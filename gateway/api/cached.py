@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from gateway.events import EventStream
+from gateway.api.state import AppState
+from gateway.core.events import EventStream
+from gateway.core.protocol import SamplingFields
 from gateway.policies.base import Policy, PolicyParams
 from gateway.policies.services import Services, lent
-from gateway.protocol import SamplingFields
-from gateway.state import AppState
 
 Body = TypeVar("Body", bound=SamplingFields)
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from gateway.api.cached import cached_events
 from gateway.api.deps import State
 from gateway.api.responses import respond
-from gateway.protocol import ChatCompletionRequest, SamplingFields
+from gateway.core.protocol import ChatCompletionRequest, SamplingFields
 
 log = logging.getLogger(__name__)
 router = APIRouter()

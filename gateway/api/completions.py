@@ -9,7 +9,7 @@ from gateway.api.cached import cached_events
 from gateway.api.chat import label, note_unknown_fields
 from gateway.api.deps import State
 from gateway.api.responses import respond
-from gateway.protocol import CompletionRequest
+from gateway.core.protocol import CompletionRequest
 
 router = APIRouter()
 

@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from gateway.state import AppState
+from gateway.api.state import AppState
 
 
 async def get_state(request: Request) -> AppState:

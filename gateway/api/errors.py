@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import InvalidRequest, TandemError, internal_error
+from gateway.core.errors import InvalidRequest, TandemError, internal_error
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from gateway.api.errors import error_response
 from gateway.api.hot import hot_route
 from gateway.api.hot import serve as serve_hot
 from gateway.api.limits import admit, tandem_headers
-from gateway.context import RequestFacts, accept_request_id, request_id
-from gateway.errors import PayloadTooLarge, TandemError, internal_error
-from gateway.logs import ACCESS_LOGGER
-from gateway.state import AppState
+from gateway.api.state import AppState
+from gateway.core.context import RequestFacts, accept_request_id, request_id
+from gateway.core.errors import PayloadTooLarge, TandemError, internal_error
+from gateway.observability.logs import ACCESS_LOGGER
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
 access_log = logging.getLogger(ACCESS_LOGGER)

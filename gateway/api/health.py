@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from gateway.api.deps import State
 from gateway.backends import Backend
-from gateway.errors import TandemError
+from gateway.core.errors import TandemError
 
 router = APIRouter()
 READY_TIMEOUT = 5.0

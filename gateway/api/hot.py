@@ -24,9 +24,9 @@ from starlette.types import Receive, Scope, Send
 from gateway.api.chat import create_chat_completion
 from gateway.api.completions import create_completion
 from gateway.api.errors import error_response, validation_error
-from gateway.errors import TandemError
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.state import AppState
+from gateway.api.state import AppState
+from gateway.core.errors import TandemError
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 Endpoint = Callable[[Any, Request, AppState], Awaitable[Response]]
 

@@ -11,8 +11,8 @@ from typing import cast
 
 from starlette.types import Scope
 
-from gateway.ratelimit import refusal
-from gateway.state import AppState
+from gateway.api.state import AppState
+from gateway.stores.ratelimit import refusal
 
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 

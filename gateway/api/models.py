@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.deps import State
-from gateway.errors import ModelNotFound
-from gateway.routing import Route
+from gateway.api.routing import Route
+from gateway.core.errors import ModelNotFound
 
 router = APIRouter()
 

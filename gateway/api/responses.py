@@ -16,14 +16,14 @@ from starlette.responses import Response
 
 from gateway.api.aggregate import ResponseBuilder
 from gateway.api.sse import ChunkWriter, Envelope, Kind, sse_stream
+from gateway.api.state import AppState
 from gateway.api.streaming import SSEResponse
-from gateway.context import RequestFacts
-from gateway.errors import TandemError, UpstreamBadResponse, UpstreamError
-from gateway.events import Delta, EventStream, Report, Usage
-from gateway.metrics import Metrics
-from gateway.protocol import SamplingFields
-from gateway.response_cache import Status, tagged
-from gateway.state import AppState
+from gateway.core.context import RequestFacts
+from gateway.core.errors import TandemError, UpstreamBadResponse, UpstreamError
+from gateway.core.events import Delta, EventStream, Report, Usage
+from gateway.core.protocol import SamplingFields
+from gateway.observability.metrics import Metrics
+from gateway.stores.response_cache import Status, tagged
 
 CLIENT_CLOSED = 499
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import TandemError, internal_error
-from gateway.events import Delta, Event, EventStream, Finish, Usage
+from gateway.core.errors import TandemError, internal_error
+from gateway.core.events import Delta, Event, EventStream, Finish, Usage
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-# The app (gateway/app.py) leaves the server's own `send` here: once a response has started, its
-# body messages need none of the wrappers between the server and the endpoint, which only watch
-# for the start, and a stream sends every chunk.
+# The app (gateway/server/app.py) leaves the server's own `send` here: once a response has
+# started, its body messages need none of the wrappers between the server and the endpoint,
+# which only watch for the start, and a stream sends every chunk.
 BODY_SEND = "tandem.body_send"
 
 PING = b": ping\n\n"

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.backends.base import Backend
-from gateway.config import BackendSpec, CatalogError, error_key
-from gateway.registry import Registry, UnknownName
+from gateway.core.config import BackendSpec, CatalogError, error_key
+from gateway.core.registry import Registry, UnknownName
 
 backends: Registry[Backend] = Registry(
     "backend kind",

@@ -1,6 +1,6 @@
 """The backend contract: one model Tandem can talk to.
 
-A backend streams chat and legacy completions as typed events (`gateway.events`), reports its
+A backend streams chat and legacy completions as typed events (`gateway.core.events`), reports its
 health, and owns whatever it opened (HTTP pools, loaded weights) until `aclose()`. Backends
 that give token-level control add token sessions on top of this.
 """
@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.events import EventStream
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.events import EventStream
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 
 class BackendConfig(BaseModel):

@@ -13,9 +13,9 @@ from pydantic import Field
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
-from gateway.errors import UnsupportedField
-from gateway.events import Delta, EventStream, Finish, Usage
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.errors import UnsupportedField
+from gateway.core.events import Delta, EventStream, Finish, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 WORD = re.compile(r"\s*\S+")
 DEFAULT_MAX_TOKENS = 256

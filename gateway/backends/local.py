@@ -18,17 +18,18 @@ from pydantic import Field
 from gateway.backends.base import Backend, BackendConfig
 from gateway.backends.prefix_pool import PrefixPool
 from gateway.backends.sessions import (
-    Sampling,
     SessionCore,
     ThreadedSession,
     TokenChoice,
     TokenSession,
     Worker,
 )
-from gateway.errors import InvalidRequest, UnsupportedField, UpstreamUnavailable
-from gateway.events import Delta, Event, EventStream, Finish, Usage
-from gateway.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
-from gateway.tokens import (
+from gateway.core.errors import InvalidRequest, UnsupportedField, UpstreamUnavailable
+from gateway.core.events import Delta, Event, EventStream, Finish, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.request import Sampling, refuse_unsupported, sampling_of
+from gateway.core.tokens import (
+    PLAIN_TURN_STOPS,
     HFTokenizer,
     StopMatcher,
     StreamDetokenizer,
@@ -39,7 +40,6 @@ from gateway.tokens import (
 )
 
 WireShape = Literal["chat", "completion"]
-PLAIN_TURN_STOPS = ("\nuser:", "\nsystem:")
 
 
 class LocalBackendConfig(BackendConfig):
@@ -66,21 +66,6 @@ class Job:
     echo: bool = False
     ids_as_tokens: bool = False
     skip_special: bool = True
-
-
-def sampling_of(request: SamplingFields, top_k: int | None = None) -> Sampling:
-    # OpenAI's default temperature is 1: an unset temperature samples
-    temperature = 1.0 if request.temperature is None else request.temperature
-    top_p = 1.0 if request.top_p is None else request.top_p
-    return Sampling(temperature, top_p, max(top_k or 0, 0), request.seed)
-
-
-def refuse_unsupported(request: SamplingFields, by: str) -> None:
-    if request.logit_bias:
-        raise UnsupportedField("logit_bias", by)
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(request, name):
-            raise UnsupportedField(name, by)
 
 
 class Runtime(Protocol):

@@ -21,11 +21,8 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from gateway.backends import register
 from gateway.backends.local import LocalBackend, LocalBackendConfig
-from gateway.backends.sessions import (
-    Distribution,
-    Sampling,
-    TokenChoice,
-)
+from gateway.backends.sessions import Distribution, TokenChoice
+from gateway.core.request import Sampling
 from gateway.models import prepare
 
 LOAD_LOCK = threading.Lock()

@@ -25,8 +25,8 @@ from pydantic import Field
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
 from gateway.backends.read_watch import ReadWatch
-from gateway.context import request_id
-from gateway.errors import (
+from gateway.core.context import request_id
+from gateway.core.errors import (
     InvalidRequest,
     RateLimited,
     TandemError,
@@ -35,9 +35,9 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.events import Delta, Event, EventStream, Finish, Usage
-from gateway.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
-from gateway.sse_lines import line_batches
+from gateway.core.events import Delta, Event, EventStream, Finish, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from gateway.core.sse_lines import line_batches
 
 log = logging.getLogger(__name__)
 

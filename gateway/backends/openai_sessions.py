@@ -33,15 +33,15 @@ from gateway.backends.openai_http import (
 from gateway.backends.sessions import (
     GREEDY,
     Distribution,
-    Sampling,
     SessionClosed,
     Span,
     Stop,
     TokenChoice,
     TokenSession,
 )
-from gateway.errors import UpstreamBadResponse
-from gateway.tokens import HFTokenizer, fingerprint
+from gateway.core.errors import UpstreamBadResponse
+from gateway.core.request import Sampling
+from gateway.core.tokens import HFTokenizer, fingerprint
 
 TOKEN_ID = "token_id:"
 

@@ -29,23 +29,10 @@ from types import TracebackType
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.backends.prefix_pool import PrefixPool
-from gateway.tokens import HFTokenizer
+from gateway.core.request import Sampling
+from gateway.core.tokens import HFTokenizer
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """How to pick a token. `temperature == 0` is greedy; `top_k == 0` means no cut."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
 
 
 GREEDY = Sampling()

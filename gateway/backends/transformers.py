@@ -17,11 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from gateway.backends import register
 from gateway.backends.local import LocalBackend, LocalBackendConfig
-from gateway.backends.sessions import (
-    Distribution,
-    Sampling,
-    TokenChoice,
-)
+from gateway.backends.sessions import Distribution, TokenChoice
+from gateway.core.request import Sampling
 from gateway.models import prepare
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

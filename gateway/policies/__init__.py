@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.core.registry import Registry
 from gateway.policies.base import ParamError, Policy, PolicyParams
-from gateway.registry import Registry
 
 policies: Registry[Policy] = Registry(
     "policy",

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.backends.base import Backend
-from gateway.config import error_key
-from gateway.errors import InvalidRequest
-from gateway.events import EventStream
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.config import error_key
+from gateway.core.errors import InvalidRequest
+from gateway.core.events import EventStream
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 
 class PolicyParams(BaseModel):

@@ -23,20 +23,20 @@ from typing import Any, cast
 from pydantic import Field
 
 from gateway.backends.base import Backend
-from gateway.backends.local import PLAIN_TURN_STOPS, refuse_unsupported, sampling_of
 from gateway.backends.openai_http import OpenAIBackend
 from gateway.backends.openai_sessions import HTTPSessions
-from gateway.backends.sessions import Sampling, TokenBackend
-from gateway.errors import InvalidRequest, UnsupportedField
-from gateway.events import EventStream, Report, Usage
+from gateway.backends.sessions import TokenBackend
+from gateway.core.errors import InvalidRequest, UnsupportedField
+from gateway.core.events import EventStream, Report, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.registry import UnknownName
+from gateway.core.request import Sampling, refuse_unsupported, sampling_of
+from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, encode_prompt, has_chat_template
 from gateway.policies import ParamError, register
 from gateway.policies.base import Policy, PolicyParams, check_content_types
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.registry import UnknownName
-from gateway.tokens import chat_prompt, encode_prompt, has_chat_template
 
 BY = "the 'collab' policy"
 

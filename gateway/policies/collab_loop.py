@@ -20,13 +20,14 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from gateway.backends.sessions import Distribution, Sampling, Stop, TokenBackend, TokenChoice
-from gateway.events import Delta, Event, Finish, Source
+from gateway.backends.sessions import Distribution, Stop, TokenBackend, TokenChoice
+from gateway.core.events import Delta, Event, Finish, Source
+from gateway.core.request import Sampling
+from gateway.core.tokens import StopMatcher
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.rewind import can_rewind, rewind
 from gateway.policies.seam import Side, Text, encode_exact
 from gateway.policies.triggers import Trigger
-from gateway.tokens import StopMatcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

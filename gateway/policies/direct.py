@@ -5,10 +5,10 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import cast
 
-from gateway.events import Delta, EventStream, Report, Source, Usage
+from gateway.core.events import Delta, EventStream, Report, Source, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.policies import register
 from gateway.policies.base import Policy, PolicyParams, check_content_types
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
 
 ROLE_SOURCES = {"small", "large"}
 

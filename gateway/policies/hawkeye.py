@@ -23,9 +23,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from gateway.backends.base import Backend
-from gateway.cache import MemoryStore
-from gateway.errors import InvalidRequest, UnsupportedField
-from gateway.events import EventStream
+from gateway.core.errors import InvalidRequest, UnsupportedField
+from gateway.core.events import EventStream
+from gateway.core.protocol import (
+    MAX_CACHE_TTL_SECONDS,
+    CacheControl,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+)
 from gateway.policies import register, services
 from gateway.policies.base import Policy, PolicyParams, check_content_types
 from gateway.policies.hawkeye_prompts import (
@@ -36,13 +42,7 @@ from gateway.policies.hawkeye_prompts import (
 )
 from gateway.policies.hawkeye_run import Job, run
 from gateway.policies.plan_cache import PlanCache, plan_key, scope_of
-from gateway.protocol import (
-    MAX_CACHE_TTL_SECONDS,
-    CacheControl,
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionRequest,
-)
+from gateway.stores.cache import MemoryStore
 
 BY = "the 'hawkeye' policy"
 #: the plan and the answer are text; a tool call has no place in either

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.protocol import ChatMessage
+from gateway.core.protocol import ChatMessage
 
 #: bump when the rendering below changes what a planner sees: cached plans are keyed on it
 TEMPLATE_VERSION = "1"

@@ -17,11 +17,11 @@ from time import perf_counter
 from typing import Any, Literal
 
 from gateway.backends.base import Backend
-from gateway.errors import TandemError
-from gateway.events import Delta, EventStream, Finish, Report, Source, Usage
+from gateway.core.errors import TandemError
+from gateway.core.events import Delta, EventStream, Finish, Report, Source, Usage
+from gateway.core.protocol import ChatCompletionRequest
 from gateway.policies.hawkeye_prompts import ThinkStripper
 from gateway.policies.plan_cache import CachedPlan, PlanCache
-from gateway.protocol import ChatCompletionRequest
 
 
 @dataclass

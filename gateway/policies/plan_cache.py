@@ -16,10 +16,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.cache import Store, StoreUnavailable
-from gateway.metrics import Metrics
+from gateway.core.protocol import ChatMessage
+from gateway.observability.metrics import Metrics
 from gateway.policies.hawkeye_prompts import TEMPLATE_VERSION, normalised
-from gateway.protocol import ChatMessage
+from gateway.stores.cache import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

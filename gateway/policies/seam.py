@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.backends.sessions import TokenSession
-from gateway.tokens import REPLACEMENT, HFTokenizer
+from gateway.core.tokens import REPLACEMENT, HFTokenizer
 
 
 class Text:
     """The completion's tokens in one vocabulary, decoded incrementally.
 
-    Like `gateway.tokens.StreamDetokenizer`, but it says whether text is held back and can
+    Like `gateway.core.tokens.StreamDetokenizer`, but it says whether text is held back and can
     take ids whose text was already written by the other model (`take`).
     """
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from gateway.cache import Store
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
+from gateway.stores.cache import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from gateway.backends.sessions import Distribution
-from gateway.registry import Registry
+from gateway.core.registry import Registry
 
 
 class TriggerError(ValueError):

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from gateway.cli import main as tandem_main
+from gateway.server.cli import main as tandem_main
 from tests.deploy.conftest import COMPOSE, DEPLOY, DOCKERFILE, ROOT, load_yaml
 
 VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\})")

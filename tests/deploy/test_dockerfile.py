@@ -22,7 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gateway.cli import main as tandem_main
+from gateway.server.cli import main as tandem_main
 from tests.deploy.conftest import CHART, COMPOSE, DOCKERFILE, ROOT, load_yaml, venv_tool
 
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"

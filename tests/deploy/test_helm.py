@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.cli import main as tandem_main
+from gateway.server.cli import main as tandem_main
 from tests.deploy.conftest import (
     ALL_ON_VALUES,
     CHART,

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
 from gateway.models import prepare
+from gateway.server.app import create_app
 from loadtests.fake_upstream import ServerThread
 
 # a prompt and settings under which SmolLM2 writes some tokens and Gemma-3 steps in on others

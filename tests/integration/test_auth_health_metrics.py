@@ -72,7 +72,7 @@ def test_health_stays_open_and_metrics_can_be_protected(keyed_url: str) -> None:
 
 
 def test_keys_are_kept_as_digests() -> None:
-    from gateway.auth import KeyChecker
+    from gateway.api.auth import KeyChecker
 
     checker = KeyChecker(["sk-secret"])
     assert "sk-secret" not in repr(vars(checker))

@@ -16,8 +16,8 @@ from openai import APIError, BadRequestError, OpenAI
 
 from gateway.backends import register
 from gateway.backends.base import Backend
-from gateway.events import Delta, EventStream, Finish, Usage
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.events import Delta, EventStream, Finish, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from tests.redis_server import shared_redis, unique_prefix
 from tests.servers import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Upstream, catalog_for, serve_gateway
 from tests.servers import write_catalog as write

@@ -1,5 +1,6 @@
-"""Tandem's schedule for Python's cycle collector (gateway/collector.py), and the fact it rests on:
-a request leaves no reference cycle behind, so waiting for the timer costs no memory."""
+"""Tandem's schedule for Python's cycle collector (gateway/observability/collector.py), and the
+fact it rests on: a request leaves no reference cycle behind, so waiting for the timer costs no
+memory."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from gateway.collector import NEVER, Collector
-from gateway.context import RequestFacts
+from gateway.core.context import RequestFacts
+from gateway.observability.collector import NEVER, Collector
 
 
 def requests_of_each_kind(url: str) -> None:

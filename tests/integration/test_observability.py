@@ -13,9 +13,9 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.logs import ACCESS_LOGGER
+from gateway.observability.logs import ACCESS_LOGGER
+from gateway.observability.tracing import RequestTracer
 from gateway.policies.direct import DirectPolicy
-from gateway.tracing import RequestTracer
 from tests.integration.test_auth_health_metrics import sample
 from tests.servers import Upstream, serve_gateway, write_catalog
 

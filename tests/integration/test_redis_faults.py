@@ -114,7 +114,7 @@ async def test_redis_faults_under_load_fail_no_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv(UPSTREAM_KEY_ENV, UPSTREAM_KEY)
-    caplog.set_level(logging.WARNING, logger="gateway.cache_redis")
+    caplog.set_level(logging.WARNING, logger="gateway.stores.redis_store")
     catalog = write(tmp_path, catalog_for(upstream.url))
     with RedisServer() as redis, serve_gateway(catalog, redis_url=redis.url) as url:
         load = Load(url)

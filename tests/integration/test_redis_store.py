@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from gateway.cache import Bucket, StoreUnavailable
-from gateway.cache_redis import TIMEOUTS_TO_OUTAGE, RedisStore
-from gateway.metrics import Metrics
-from gateway.ratelimit import Limits, RateLimiter
+from gateway.observability.metrics import Metrics
+from gateway.stores.cache import Bucket, StoreUnavailable
+from gateway.stores.ratelimit import Limits, RateLimiter
+from gateway.stores.redis_store import TIMEOUTS_TO_OUTAGE, RedisStore
 from tests.redis_server import RedisServer, shared_redis, unique_prefix
 
 
@@ -95,7 +95,7 @@ async def test_a_dead_redis_is_bypassed_at_once_and_logged_once(
     await store.start()
     await store.set("k", b"v", ttl=60)
     private.kill()
-    caplog.set_level(logging.WARNING, logger="gateway.cache_redis")
+    caplog.set_level(logging.WARNING, logger="gateway.stores.redis_store")
     started = time.monotonic()
     for _ in range(50):
         with pytest.raises(StoreUnavailable):
@@ -156,7 +156,7 @@ async def test_a_flushed_redis_means_misses_and_fresh_buckets(private: RedisServ
 async def test_a_gateway_starts_while_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
     server = RedisServer()  # a free port, never started
     store = RedisStore(server.url, Metrics())
-    caplog.set_level(logging.INFO, logger="gateway.cache_redis")
+    caplog.set_level(logging.INFO, logger="gateway.stores.redis_store")
     await store.start()
     assert not store.available
     assert [r.levelname for r in caplog.records] == ["WARNING"]

@@ -11,8 +11,9 @@ from dataclasses import asdict
 import httpx
 import pytest
 
+from loadtests.client import Target
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
-from loadtests.loadgen import Scenario, Target, run_scenario
+from loadtests.loadgen import Scenario, run_scenario
 from loadtests.report import format_table
 from loadtests.services import ALIAS, Service, running, start_tandem, start_upstream
 from loadtests.stats import max_in_window, percentile

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from gateway.app import create_app
 from gateway.backends.local import LocalBackend
 from gateway.backends.mlx import MLXBackend
 from gateway.backends.transformers import TransformersBackend, TransformersConfig
-from gateway.config import Settings
+from gateway.core.config import Settings
 from gateway.models import prepare
+from gateway.server.app import create_app
 from loadtests.fake_upstream import ServerThread
 from tests.servers import write_catalog
 from tests.tiny import tiny_model

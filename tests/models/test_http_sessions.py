@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from gateway.backends.openai_http import OpenAIBackend, OpenAIBackendConfig
 from gateway.backends.openai_sessions import HTTPSessions, complete_text
-from gateway.backends.sessions import Sampling, Stop
+from gateway.backends.sessions import Stop
 from gateway.backends.transformers import TransformersBackend
-from gateway.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest
+from gateway.core.request import Sampling
 
 #: the same computation up to float summation order: a server session may continue a pooled
 #: KV cache where the reference prefilled in one pass (differences measured around 1e-5)

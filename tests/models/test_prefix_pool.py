@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.backends.local import LocalBackend
-from gateway.backends.sessions import Sampling
 from gateway.backends.transformers import TransformersBackend, TransformersConfig
+from gateway.core.request import Sampling
 from tests.models.conftest import started
 
 PROMPT = [1, 504, 3575, 282, 4649, 314]

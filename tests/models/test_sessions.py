@@ -7,7 +7,8 @@ import math
 import pytest
 
 from gateway.backends.local import LocalBackend
-from gateway.backends.sessions import Sampling, SessionClosed, Stop
+from gateway.backends.sessions import SessionClosed, Stop
+from gateway.core.request import Sampling
 
 PROMPT = [1, 504, 3575, 282, 4649, 314]
 

@@ -11,8 +11,9 @@ import pytest
 
 from gateway.backends.transformers import TransformersBackend, TransformersConfig
 from gateway.models import ModelError, prepare, resolve
+from gateway.models.installed import module_dir
 from gateway.models.prepare import check_disk, folder_parameters
-from gateway.models.sources import check_gguf, module_dir
+from gateway.models.sources import check_gguf
 
 SMOLLM2_PARAMETERS = 134_515_008
 

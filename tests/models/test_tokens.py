@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from gateway.protocol import ChatMessage
-from gateway.tokens import StopMatcher, StreamDetokenizer, chat_prompt, fingerprint
+from gateway.core.protocol import ChatMessage
+from gateway.core.tokens import StopMatcher, StreamDetokenizer, chat_prompt, fingerprint
 
 MIXED = "Hi 👋🏽 世界, こんにちは! 🎉 naïve café 🇫🇷 end"
 

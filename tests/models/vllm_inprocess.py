@@ -21,7 +21,7 @@ async def run(folder: str) -> dict[str, Any]:
 
     from gateway.backends.sessions import Stop
     from gateway.backends.vllm import VLLMBackend, VLLMConfig
-    from gateway.protocol import CompletionRequest
+    from gateway.core.protocol import CompletionRequest
 
     config = VLLMConfig(model=folder, dtype="float32", max_model_len=2048, enforce_eager=True)
     backend = VLLMBackend("vllm", config)

@@ -16,10 +16,10 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.backends.transformers import TransformersBackend, TransformersConfig
-from gateway.events import Delta, Event, Finish, Report, Usage
+from gateway.core.events import Delta, Event, Finish, Report, Usage
+from gateway.core.protocol import ChatCompletionRequest
 from gateway.models import prepare
 from gateway.policies.collab import CollabPolicy
-from gateway.protocol import ChatCompletionRequest
 from tests.tiny import tiny_model
 
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]

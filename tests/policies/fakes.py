@@ -13,17 +13,17 @@ from gateway.backends.base import Backend
 from gateway.backends.sessions import (
     GREEDY,
     Distribution,
-    Sampling,
     Span,
     Stop,
     TokenBackend,
     TokenChoice,
     TokenSession,
 )
-from gateway.errors import UpstreamUnavailable
-from gateway.events import EventStream
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.tokens import HFTokenizer
+from gateway.core.errors import UpstreamUnavailable
+from gateway.core.events import EventStream
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.request import Sampling
+from gateway.core.tokens import HFTokenizer
 
 
 @dataclass

@@ -14,9 +14,9 @@ from pydantic import Field
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
-from gateway.errors import UpstreamBadResponse, UpstreamUnavailable
-from gateway.events import Delta, EventStream, Finish, Usage
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.errors import UpstreamBadResponse, UpstreamUnavailable
+from gateway.core.events import Delta, EventStream, Finish, Usage
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 
 class ScriptedConfig(BackendConfig):

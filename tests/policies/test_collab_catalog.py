@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import Settings, load_catalog
+from gateway.api.routing import build_router
+from gateway.core.config import Settings, load_catalog
 from gateway.policies.collab import CollabParams
-from gateway.routing import build_router
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "collab-vllm.yaml"
 

@@ -9,9 +9,9 @@ import pytest
 
 from gateway.backends.local import LocalBackend
 from gateway.backends.sessions import Stop
-from gateway.errors import UnsupportedField
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.tokens import chat_prompt, encode_prompt
+from gateway.core.errors import UnsupportedField
+from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.core.tokens import chat_prompt, encode_prompt
 from tests.policies.conftest import QUESTION, Outcome, collab, run_collab
 from tests.policies.fakes import scripted
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from gateway.backends.local import LocalBackend
 from gateway.backends.sessions import Stop
-from gateway.protocol import ChatCompletionRequest
-from gateway.tokens import chat_prompt, encode_prompt
+from gateway.core.protocol import ChatCompletionRequest
+from gateway.core.tokens import chat_prompt, encode_prompt
 from tests.policies.conftest import QUESTION, run_collab
 from tests.policies.fakes import scripted
 

@@ -11,8 +11,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
+from gateway.server.app import create_app
 from loadtests.fake_upstream import ServerThread
 from tests.policies.conftest import QUESTION
 from tests.servers import closed_port, write_catalog

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.tokens import HFTokenizer
 from gateway.models import prepare
 from gateway.policies.seam import Text, encode_exact
-from gateway.tokens import HFTokenizer
 
 ALPHABET = st.sampled_from(
     [*list("abcdeFGH xyz.,;!?\n\t-'\"0123"), "é", "漢", "字", "🐉", "ß", "  "]

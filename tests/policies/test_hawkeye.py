@@ -18,8 +18,8 @@ import pytest
 from fastapi import FastAPI
 from openai import OpenAI
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
+from gateway.server.app import create_app
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 from tests.policies.hawkeye_fakes import ScriptedBackend
 from tests.redis_server import shared_redis, unique_prefix

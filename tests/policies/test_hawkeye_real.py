@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from openai import OpenAI
 
-from gateway.app import create_app
-from gateway.config import Settings
+from gateway.core.config import Settings
+from gateway.server.app import create_app
 from loadtests.fake_upstream import ServerThread
 
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many now?"}]

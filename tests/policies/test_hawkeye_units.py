@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
+from gateway.api.routing import build_router
 from gateway.backends.echo import EchoBackend, EchoConfig
-from gateway.cache import Bucket, Store, StoreUnavailable, Taken
-from gateway.config import Settings, load_catalog
-from gateway.events import Delta, Event, Report
-from gateway.metrics import Metrics
+from gateway.core.config import Settings, load_catalog
+from gateway.core.events import Delta, Event, Report
+from gateway.core.protocol import ChatCompletionRequest, ChatMessage
+from gateway.observability.metrics import Metrics
 from gateway.policies import ParamError
 from gateway.policies.hawkeye import HawkeyeParams, HawkeyePolicy
 from gateway.policies.hawkeye_prompts import ThinkStripper, conversation_text, fill
 from gateway.policies.plan_cache import CachedPlan, PlanCache, plan_key
-from gateway.protocol import ChatCompletionRequest, ChatMessage
-from gateway.routing import build_router
+from gateway.stores.cache import Bucket, Store, StoreUnavailable, Taken
 from tests.policies.hawkeye_fakes import ScriptedBackend, ScriptedConfig
 
 TAGGED = "<think>abc</think>def"

@@ -9,14 +9,14 @@ from pydantic import ValidationError
 
 from gateway.api.sse import ChunkWriter, Envelope
 from gateway.backends.echo import EchoBackend, EchoConfig
-from gateway.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
-from gateway.config import Settings
-from gateway.events import Delta, Event, Finish, Report, Usage
-from gateway.metrics import Metrics
+from gateway.core.config import Settings
+from gateway.core.events import Delta, Event, Finish, Report, Usage
+from gateway.core.protocol import CacheControl, ChatCompletionRequest, CompletionRequest
+from gateway.observability.metrics import Metrics
 from gateway.policies.direct import DirectParams
-from gateway.protocol import CacheControl, ChatCompletionRequest, CompletionRequest
-from gateway.ratelimit import Limits, RateLimiter, duration, refusal
-from gateway.response_cache import (
+from gateway.stores.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
+from gateway.stores.ratelimit import Limits, RateLimiter, duration, refusal
+from gateway.stores.response_cache import (
     CacheConfig,
     ResponseCache,
     decode,

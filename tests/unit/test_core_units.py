@@ -7,9 +7,9 @@ import pytest
 from gateway.api.aggregate import merge_logprobs, merge_tool_call
 from gateway.api.errors import param_path
 from gateway.backends.echo import truncate_at_stop, words
-from gateway.config import Settings, deep_merge
-from gateway.events import Report
-from gateway.registry import Registry, UnknownName
+from gateway.core.config import Settings, deep_merge
+from gateway.core.events import Report
+from gateway.core.registry import Registry, UnknownName
 
 
 def test_api_keys_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:

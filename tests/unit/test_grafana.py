@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "tandem.json"
 SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from gateway.metrics import ITL_BUCKETS
-from gateway.metrics_batched import BatchedHistogram
+from gateway.observability.metrics import ITL_BUCKETS
+from gateway.observability.metrics_batched import BatchedHistogram
 
 GAPS = [0.0004, 0.001, 0.0011, 0.01, 0.0100001, 0.07, 2.5, 3.0, 1e-9, 0.02]
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.backends import Backend, build_backend
-from gateway.config import AliasSpec, Catalog, CatalogError
-from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.core.config import AliasSpec, Catalog, CatalogError
+from gateway.core.errors import InvalidRequest, ModelNotFound
+from gateway.core.protocol import TandemOptions
+from gateway.core.registry import UnknownName
 from gateway.policies import ParamError, Policy, PolicyParams, policies
-from gateway.protocol import TandemOptions
-from gateway.registry import UnknownName
 
 
 @dataclass

@@ -12,9 +12,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from gateway.protocol import ChatMessage
+from gateway.core.protocol import ChatMessage
 
 REPLACEMENT = "\ufffd"
+# where a template-less model, prompted with a plain transcript, starts writing the next turn
+PLAIN_TURN_STOPS = ("\nuser:", "\nsystem:")
 
 
 class HFTokenizer(Protocol):

@@ -13,10 +13,10 @@ import math
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from gateway.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
-from gateway.errors import RateLimited
-from gateway.events import EventStream, Usage
-from gateway.metrics import Metrics
+from gateway.core.errors import RateLimited
+from gateway.core.events import EventStream, Usage
+from gateway.observability.metrics import Metrics
+from gateway.stores.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
 
 ANONYMOUS = "anonymous"  # the one key every caller shares when API keys are off
 

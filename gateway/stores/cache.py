@@ -3,7 +3,7 @@
 ```
 Store                      get / set with a TTL / take from token buckets, atomically
 ├── MemoryStore            this process only: a bounded LRU and local buckets (the default)
-└── RedisStore             shared by every replica (`gateway/cache_redis.py`); when Redis is
+└── RedisStore             shared by every replica (`gateway/stores/redis_store.py`); when Redis is
                            down or slow it raises `StoreUnavailable` at once instead of waiting
 ```
 

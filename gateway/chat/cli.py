@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.chat_client import Alias, Answer, ChatClient, ChatError
-from gateway.chat_render import Renderer, stats_lines
-from gateway.config import CatalogError
+from gateway.chat.client import Alias, Answer, ChatClient, ChatError
+from gateway.chat.render import Renderer, stats_lines
+from gateway.core.config import CatalogError
 
 DESCRIPTION = (
     "A streaming chat against a running Tandem (or one started with --serve); each token is\n"
@@ -281,9 +281,9 @@ def serving(config: Path | None) -> Iterator[str]:
     """Tandem in a background thread on a free loopback port; yields its `/v1` URL."""
     import uvicorn
 
-    from gateway.app import build_state, create_app
-    from gateway.config import settings_from_env
-    from gateway.logs import configure_logging
+    from gateway.core.config import settings_from_env
+    from gateway.observability.logs import configure_logging
+    from gateway.server.app import build_state, create_app
 
     settings = settings_from_env(config=config)
     build_state(settings)  # a bad catalog fails here, before anything starts

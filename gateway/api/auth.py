@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from gateway.errors import AuthenticationFailed
+from gateway.core.errors import AuthenticationFailed
 
 
 def digest(key: str) -> bytes:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from gateway.backends.base import Backend
-from gateway.cache import Store, StoreUnavailable
-from gateway.events import Delta, Event, EventStream, Finish, Report, Usage
-from gateway.metrics import Metrics
+from gateway.core.events import Delta, Event, EventStream, Finish, Report, Usage
+from gateway.core.protocol import CacheControl, SamplingFields
+from gateway.observability.metrics import Metrics
 from gateway.policies.base import PolicyParams
-from gateway.protocol import CacheControl, SamplingFields
+from gateway.stores.cache import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

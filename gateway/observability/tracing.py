@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.context import RequestFacts
+from gateway.core.context import RequestFacts
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter

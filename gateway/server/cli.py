@@ -8,10 +8,10 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import chat_cli
-from gateway.app import build_state
-from gateway.config import CatalogError, Settings, export_to_env, settings_from_env
-from gateway.logs import configure_logging
+from gateway.chat import cli as chat_cli
+from gateway.core.config import CatalogError, Settings, export_to_env, settings_from_env
+from gateway.observability.logs import configure_logging
+from gateway.server.app import build_state
 
 EXIT_BAD_CONFIG = 2
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     export_to_env(settings)
     uvicorn.run(
-        "gateway.app:app_from_env",
+        "gateway.server.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

@@ -13,7 +13,7 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.text import Text
 
-from gateway.chat_client import Answer, Piece
+from gateway.chat.client import Answer, Piece
 
 # styles differ in more than hue (bold, underline, italic, dim), for colour-blind readers and
 # terminals with few colours

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     # The older generations of Python's collector run this often; 0 leaves Python's own schedule
-    # (gateway/collector.py says why)
+    # (gateway/observability/collector.py says why)
     gc_interval_seconds: float = Field(default=60.0, ge=0)
     # Response cache and rate limits (README: "Response cache and rate limits")
     redis_url: str | None = Field(default=None, pattern=r"^(redis|rediss|unix)://")

@@ -12,17 +12,17 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from gateway.api import chat, completions, errors, health, models, playground
+from gateway.api.auth import KeyChecker
 from gateway.api.gate import Gate
+from gateway.api.routing import Router, build_router
+from gateway.api.state import AppState
 from gateway.api.streaming import BODY_SEND
-from gateway.auth import KeyChecker
-from gateway.cache_setup import cache_services
-from gateway.collector import Collector
-from gateway.config import Settings, load_catalog, settings_from_env
-from gateway.logs import configure_logging
-from gateway.metrics import Metrics
-from gateway.routing import Router, build_router
-from gateway.state import AppState
-from gateway.tracing import RequestTracer, tracer_for
+from gateway.core.config import Settings, load_catalog, settings_from_env
+from gateway.observability.collector import Collector
+from gateway.observability.logs import configure_logging
+from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import RequestTracer, tracer_for
+from gateway.stores.setup import cache_services
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ class TandemApp(FastAPI):
     the endpoint watches only for the response's start, and a stream sends every chunk."""
 
     def __init__(self, **kwargs: Any) -> None:
-        # Tandem traces each request itself (gateway/tracing.py, the GenAI conventions); FastAPI's
-        # own OpenTelemetry would look up the global providers on every request
+        # Tandem traces each request itself (gateway/observability/tracing.py, the GenAI
+        # conventions); FastAPI's own OpenTelemetry would look up the global providers on every
+        # request
         super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
         self.gate = Gate(self._framework)
 

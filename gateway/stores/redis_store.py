@@ -23,8 +23,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from gateway.cache import Bucket, Store, StoreUnavailable, Taken
-from gateway.metrics import Metrics
+from gateway.observability.metrics import Metrics
+from gateway.stores.cache import Bucket, Store, StoreUnavailable, Taken
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.sse_lines import line_batches
+from gateway.core.sse_lines import line_batches
 
 CONNECT_TIMEOUT = 10.0
 # a plan phase or a slow large model can keep a stream quiet; Tandem pings every 15 s meanwhile

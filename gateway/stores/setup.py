@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.cache import MemoryStore, Store
-from gateway.cache_redis import RedisStore
-from gateway.config import Settings
-from gateway.metrics import Metrics
-from gateway.ratelimit import Limits, RateLimiter
-from gateway.response_cache import CacheConfig, ResponseCache
+from gateway.core.config import Settings
+from gateway.observability.metrics import Metrics
+from gateway.stores.cache import MemoryStore, Store
+from gateway.stores.ratelimit import Limits, RateLimiter
+from gateway.stores.redis_store import RedisStore
+from gateway.stores.response_cache import CacheConfig, ResponseCache
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.auth import KeyChecker
-from gateway.cache_setup import CacheServices
-from gateway.config import Settings
-from gateway.metrics import Metrics
-from gateway.routing import Router
-from gateway.tracing import RequestTracer
+from gateway.api.auth import KeyChecker
+from gateway.api.routing import Router
+from gateway.core.config import Settings
+from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import RequestTracer
+from gateway.stores.setup import CacheServices
 
 
 @dataclass
