@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.yaml")
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "default_catalog.yaml"
 
 
 class CatalogError(Exception):
