@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from gateway.api.deps import State
-from gateway.backends import Backend
-from gateway.core.errors import TandemError
+from gateway.api.readiness import readiness
 
 router = APIRouter()
-READY_TIMEOUT = 5.0
 
 
 @router.get("/healthz")
@@ -23,26 +19,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _probe(backend: Backend) -> str:
-    try:
-        await asyncio.wait_for(backend.health(), READY_TIMEOUT)
-    except TandemError as exc:
-        return exc.message
-    except TimeoutError:
-        return f"backend '{backend.name}' did not answer a health check in time"
-    return "ok"
-
-
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    """Ready: every backend of the catalog can serve now."""
-    backends = state.router.backends
-    results = await asyncio.gather(*(_probe(b) for b in backends.values()))
-    report = dict(zip(backends, results, strict=True))
-    ready = all(result == "ok" for result in results)
+    """Ready (200) while every alias can serve, degraded or not; 503 when one cannot."""
+    health = await state.health.results(state.router.backends)
+    ready = readiness(state.router, health)
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "backends": report},
-        status_code=200 if ready else 503,
+        {"status": ready.status, "backends": ready.backends, "models": ready.models},
+        status_code=503 if ready.status == "unavailable" else 200,
     )
 
 

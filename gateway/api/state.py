@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.api.auth import KeyChecker
+from gateway.api.readiness import HealthCache
 from gateway.api.routing import Router
 from gateway.core.config import Settings
 from gateway.observability.metrics import Metrics
@@ -20,3 +21,4 @@ class AppState:
     keys: KeyChecker
     tracer: RequestTracer | None = None
     cache: CacheServices = field(default_factory=CacheServices.in_memory)
+    health: HealthCache = field(default_factory=HealthCache)

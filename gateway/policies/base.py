@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -13,6 +13,8 @@ from gateway.core.config import error_key
 from gateway.core.errors import InvalidRequest
 from gateway.core.events import EventStream
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+
+RoleNeed = Literal["essential", "optional"]
 
 
 class PolicyParams(BaseModel):
@@ -50,6 +52,11 @@ class Policy(ABC):
 
     def check_params(self, params: PolicyParams) -> None:
         """Raise `ParamError` when valid parameters do not fit this alias's backends."""
+
+    def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
+        """What each role the alias uses is to it: `essential` (no answer without it) or
+        `optional` (without it the answer is degraded). Roles it does not use are left out."""
+        return dict.fromkeys(self.backends, "essential")
 
     def backend(self, role: str, key: str = "role") -> Backend:
         try:

@@ -33,7 +33,7 @@ from gateway.core.registry import UnknownName
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
 from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, encode_prompt, has_chat_template
 from gateway.policies import ParamError, register
-from gateway.policies.base import Policy, PolicyParams, check_content_types
+from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_types
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
@@ -97,6 +97,10 @@ class CollabPolicy(Policy):
         if key not in self._breakers:
             self._breakers[key] = CircuitBreaker(*key)
         return self._breakers[key]
+
+    def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
+        # the small model writes every token the large one cannot (degraded, not failed)
+        return {"small": "essential", "large": "optional"}
 
     def pair(self) -> tuple[TokenBackend, TokenBackend]:
         """The two models as token backends; an HTTP large model shares the small vocabulary."""

@@ -8,7 +8,7 @@ from typing import cast
 from gateway.core.events import Delta, EventStream, Report, Source, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.policies import register
-from gateway.policies.base import Policy, PolicyParams, check_content_types
+from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_types
 
 ROLE_SOURCES = {"small", "large"}
 
@@ -24,6 +24,9 @@ class DirectPolicy(Policy):
 
     def check_params(self, params: PolicyParams) -> None:
         self.backend(cast(DirectParams, params).role)
+
+    def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
+        return {cast(DirectParams, params).role: "essential"}
 
     def chat(self, request: ChatCompletionRequest, params: DirectParams) -> EventStream:
         backend = self.backends[params.role]

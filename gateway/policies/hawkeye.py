@@ -33,7 +33,7 @@ from gateway.core.protocol import (
     CompletionRequest,
 )
 from gateway.policies import register, services
-from gateway.policies.base import Policy, PolicyParams, check_content_types
+from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_types
 from gateway.policies.hawkeye_prompts import (
     EXPAND_TEMPLATE,
     PLAN_TEMPLATE,
@@ -122,6 +122,10 @@ class HawkeyePolicy(Policy):
     def check_params(self, params: PolicyParams) -> None:
         self.backend("planner", "backends")
         self.backend("expander", "backends")
+
+    def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
+        # without a planner the expander answers alone (degraded); without an expander, nothing
+        return {"expander": "essential", "planner": "optional"}
 
     def chat(self, request: ChatCompletionRequest, params: HawkeyeParams) -> EventStream:
         for name in REFUSED:

@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.servers import serve_gateway, write_catalog
+from tests.servers import closed_port, serve_gateway, write_catalog
 
 ECHO_ONLY = {
     "backends": {"echo": {"kind": "echo"}},
@@ -87,12 +87,41 @@ def test_readyz_reports_each_backend(gateway_url: str) -> None:
     assert report["backends"]["up"] == "ok"
     assert report["backends"]["echo"] == "ok"
     assert "unreachable" in report["backends"]["down"]
+    assert report["models"]["down"] == "unavailable"
+    assert report["models"]["relay"] == report["models"]["echo"] == "ready"
     assert "127.0.0.1" not in response.text
+
+
+def test_a_planner_down_degrades_hawkeye_and_keeps_the_gateway_ready(tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    catalog = {
+        "backends": {
+            "echo": {"kind": "echo"},
+            "planner": {"kind": "openai", "base_url": down, "model": "m", "connect_timeout": 1.0},
+        },
+        "models": {
+            "plan": {"policy": "hawkeye", "backends": {"planner": "planner", "expander": "echo"}},
+            "echo": {"policy": "direct", "backends": {"main": "echo"}},
+        },
+    }
+    with serve_gateway(write_catalog(tmp_path, catalog)) as url:
+        response = httpx.get(url + "/readyz")
+        with OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+            answer = client.chat.completions.create(model="plan", messages=ASK)  # type: ignore[arg-type]
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["models"] == {"plan": "degraded", "echo": "ready"}
+    assert answer.model_extra is not None
+    assert answer.model_extra["tandem"]["degraded"] is True
 
 
 def test_readyz_is_200_when_every_backend_answers(tmp_path: Path) -> None:
     with serve_gateway(write_catalog(tmp_path, ECHO_ONLY)) as url:
-        assert httpx.get(url + "/readyz").json() == {"status": "ready", "backends": {"echo": "ok"}}
+        assert httpx.get(url + "/readyz").json() == {
+            "status": "ready",
+            "backends": {"echo": "ok"},
+            "models": {"echo": "ready"},
+        }
 
 
 def sample(text: str, name: str, **labels: str) -> float:
