@@ -12,6 +12,7 @@ from gateway.chat import cli as chat_cli
 from gateway.core.config import CatalogError, Settings, export_to_env, settings_from_env
 from gateway.observability.logs import configure_logging
 from gateway.server.app import build_state
+from gateway.training import cli as training_cli
 
 EXIT_BAD_CONFIG = 2
 
@@ -35,6 +36,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chat_cli.add_arguments(chat)
+    router = commands.add_parser(
+        "router",
+        help="train a token router for a collab pair (collect, train, calibrate)",
+        description=training_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    training_cli.add_arguments(router)
     return parser.parse_args(argv)
 
 
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "chat":
         return chat_cli.main(args)
+    if args.command == "router":
+        return training_cli.main(args)
     try:
         settings = load_settings(args)
         state = build_state(settings)
