@@ -2,8 +2,10 @@
 
 The only module that imports mlx. It loads the same prepared folders as `transformers`; each
 token session owns an mlx-lm prompt cache, so a step reads one new token. Every mlx call runs on
-the backend's worker thread (mlx streams are per thread). mlx-lm exposes no hidden state through
-its model call, so distributions carry none.
+the backend's worker thread (mlx streams are per thread). A session asked for the hidden state
+(a learned router reads it) runs the model's body and its output head as two calls: mlx-lm's
+models end `model.model(...)` then the tied embedding or `lm_head`, and give no hidden state
+otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,27 @@ class MLXRuntime:
         args = getattr(self.model, "args", None)
         self.vocab_size = len(self.tokenizer)
         self.context_length = int(getattr(args, "max_position_embeddings", None) or 2048)
+        self.split = body_and_head(self.model)
+        size = getattr(args, "hidden_size", None)
+        self.hidden_size = int(size) if self.split is not None and size is not None else None
+
+
+Head = Callable[[Any], Any]
+
+
+def body_and_head(model: Any) -> tuple[Any, Head] | None:
+    """The model's body (embeddings to the final norm) and its output head, where the model
+    has mlx-lm's usual shape; None where it does not (no hidden state for that model)."""
+    body = getattr(model, "model", None)
+    embed = getattr(body, "embed_tokens", None)
+    if body is None or embed is None:
+        return None
+    head = getattr(model, "lm_head", None)
+    args = getattr(model, "args", None)
+    tied = getattr(model, "tie_word_embeddings", getattr(args, "tie_word_embeddings", False))
+    if tied or head is None:
+        return body, embed.as_linear
+    return body, head
 
 
 def rope_overrides(folder: Path) -> dict[str, Any]:
@@ -110,15 +133,17 @@ def sample(logprobs: Any, sampling: Sampling, key: Any) -> int:
 class MLXCore:
     """One sequence's prompt cache and the model's last log-probs (worker thread only)."""
 
-    def __init__(self, runtime: MLXRuntime) -> None:
+    def __init__(self, runtime: MLXRuntime, hidden: bool = False) -> None:
         self.model = runtime.model
+        self.split = runtime.split if hidden else None
         self.cache: Any = make_prompt_cache(self.model)
         self.last: Any = None
+        self.hidden: Any = None
         self.key: Any = None
         self.forwarded: list[int] = []
 
     def extend(self, ids: Sequence[int], k: int | None) -> list[TokenChoice] | None:
-        logits = self.model(mx.array([list(ids)]), cache=self.cache)[0]
+        logits = self._forward(mx.array([list(ids)]))
         if k is None:  # only the last position matters: normalise one row, not the prompt's
             logits = logits[-1:]
         logits = logits.astype(mx.float32)
@@ -128,6 +153,14 @@ class MLXCore:
         mx.eval(self.last)
         self.forwarded.extend(ids)
         return scores
+
+    def _forward(self, inputs: Any) -> Any:
+        if self.split is None:
+            return self.model(inputs, cache=self.cache)[0]
+        body, head = self.split
+        states = body(inputs, cache=self.cache)
+        self.hidden = states[0, -1].astype(mx.float32)
+        return head(states)[0]
 
     def _score(self, ids: Sequence[int], rows: Any, k: int) -> list[TokenChoice]:
         before = rows[:-1]
@@ -150,7 +183,8 @@ class MLXCore:
         logprobs = self._logprobs()
         entropy = float(-(mx.exp(logprobs) * mx.where(mx.isinf(logprobs), 0, logprobs)).sum())
         best = top(logprobs, k)
-        return Distribution([i for i, _ in best], [lp for _, lp in best], entropy)
+        hidden = None if self.hidden is None else as_floats(self.hidden)
+        return Distribution([i for i, _ in best], [lp for _, lp in best], entropy, hidden)
 
     def pick(self, sampling: Sampling, k: int) -> TokenChoice:
         logprobs = self._logprobs()
@@ -172,6 +206,7 @@ class MLXCore:
     def release(self) -> None:
         self.cache = None
         self.last = None
+        self.hidden = None
         self.forwarded = []
 
 
@@ -185,4 +220,4 @@ class MLXBackend(LocalBackend):
         return MLXRuntime(self.settings)
 
     def new_core(self, runtime: MLXRuntime, hidden: bool) -> MLXCore:
-        return MLXCore(runtime)
+        return MLXCore(runtime, hidden)

@@ -23,6 +23,8 @@ TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of"
 #: transformers (torch fp32) and mlx (fp32) differ in kernels and summation order only:
 #: measured up to 3e-4 on SmolLM2; a wrong rope base (a real bug once) gave 0.7
 LOGPROB_TOLERANCE = 2e-3
+#: the same two computations' last hidden states, relative to the largest value (measured 2e-6)
+HIDDEN_TOLERANCE = 1e-3
 
 
 def story_ids(backend: LocalBackend) -> list[int]:
@@ -77,6 +79,29 @@ async def test_transformers_and_mlx_agree_on_top5_logprobs(
         assert a.top[0][0] == b.top[0][0]
         assert len(set(top_a) & set(top_b)) >= 4  # the fifth may swap with the sixth
     assert worst < LOGPROB_TOLERANCE
+
+
+async def test_mlx_gives_the_hidden_state_transformers_gives(
+    smollm2: TransformersBackend, smollm2_mlx: MLXBackend
+) -> None:
+    """A learned router reads the last layer's state; on mlx it comes from running the model's
+    body and head apart, which must change nothing else."""
+    ids = smollm2.tokenizer.encode(TEXT)
+    async with await smollm2.open_session(ids, hidden=True) as session:
+        reference = await session.next_distribution(5)
+    async with await smollm2_mlx.open_session(ids, hidden=True) as session:
+        split = await session.next_distribution(5)
+    async with await smollm2_mlx.open_session(ids) as session:
+        whole = await session.next_distribution(5)
+    assert whole.hidden is None
+    assert split.ids == whole.ids
+    assert max(abs(a - b) for a, b in zip(split.logprobs, whole.logprobs, strict=True)) < SAME
+    assert reference.hidden is not None
+    assert split.hidden is not None
+    assert len(split.hidden) == len(reference.hidden) == 576
+    scale = max(abs(x) for x in reference.hidden)
+    worst = max(abs(a - b) for a, b in zip(split.hidden, reference.hidden, strict=True))
+    assert worst < HIDDEN_TOLERANCE * scale
 
 
 @pytest.mark.parametrize("alias", ["smollm2", "smollm2-mlx"])
