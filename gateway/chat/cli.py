@@ -57,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="alias (default: the first collab alias, else the first)")
     parser.add_argument("--api-key", help="default $TANDEM_API_KEY, then $OPENAI_API_KEY")
     parser.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
-    parser.add_argument("--max-tokens", type=int, default=128, help="default 128")
+    parser.add_argument(
+        "--max-tokens", type=int, default=128, help="default 128 (a HAWKEYE plan counts in it)"
+    )
     parser.add_argument(
         "--set",
         action="append",

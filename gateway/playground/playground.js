@@ -116,6 +116,14 @@ function numberOf(input) {
   return input.value.trim() === "" ? undefined : Number(input.value);
 }
 
+// A plan counts in max_tokens, as reasoning does; the page's "max tokens" is the answer's, so a
+// HAWKEYE run asks for its plan budget on top (the default catalog's budget when none is set).
+const DEFAULT_PLAN_BUDGET = 96;
+
+function planBudget(run) {
+  return numberOf($(".plan-budget", run.el)) ?? DEFAULT_PLAN_BUDGET;
+}
+
 function overrides(run) {
   const policy = policyOf(run.alias.value);
   const options = { provenance: true };
@@ -128,20 +136,21 @@ function overrides(run) {
     const span = numberOf($(".span", run.el));
     if (span !== undefined) options.span = span;
   } else if (policy === "hawkeye") {
-    const budget = numberOf($(".plan-budget", run.el));
-    if (budget !== undefined) options.plan_max_tokens = budget;
+    options.plan_max_tokens = planBudget(run);
   }
   return options;
 }
 
 function requestBody(run, messages) {
+  const answer = numberOf($("#max-tokens")) ?? 48;
+  const hawkeye = policyOf(run.alias.value) === "hawkeye";
   return {
     model: run.alias.value,
     messages,
     stream: true,
     stream_options: { include_usage: true },
     temperature: numberOf($("#temperature")) ?? 0,
-    max_tokens: numberOf($("#max-tokens")) ?? 48,
+    max_tokens: hawkeye ? answer + planBudget(run) : answer,
     tandem: overrides(run),
   };
 }

@@ -78,18 +78,26 @@ def _needs(template: str, placeholder: str) -> str:
     return template
 
 
+def plan_budget(request: ChatCompletionRequest, p: HawkeyeParams) -> int:
+    """The plan's tokens: `plan_max_tokens`, within the client's budget for plan and answer."""
+    budget = request.max_output_tokens
+    return p.plan_max_tokens if budget is None else min(p.plan_max_tokens, budget)
+
+
 def planner_request(request: ChatCompletionRequest, p: HawkeyeParams) -> ChatCompletionRequest:
     """One user turn asking for the plan of the whole conversation, under the plan budget.
     Only fields that are set go in, so an HTTP planner is sent nothing it was not asked."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [{"role": "user", "content": fill(p.plan_prompt, _conversation(request))}],
-        "max_tokens": p.plan_max_tokens,
+        "max_tokens": plan_budget(request, p),
         "stream": True,
     }
     temperature = request.temperature if p.plan_temperature is None else p.plan_temperature
     if temperature is not None:
         body["temperature"] = temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.seed is not None:
         body["seed"] = request.seed
     return ChatCompletionRequest.model_validate(body)
@@ -103,6 +111,10 @@ def expander_request(
     text = fill(p.expand_prompt, _conversation(request), plan)
     messages = [ChatMessage(role="user", content=text)]
     return request.model_copy(update={"messages": messages, "tandem": None, "stream": True})
+
+
+def plan_budget_of(plan: ChatCompletionRequest) -> int:
+    return plan.max_output_tokens or 0
 
 
 def _conversation(request: ChatCompletionRequest) -> str:
@@ -138,18 +150,20 @@ class HawkeyePolicy(Policy):
         # 400, rather than mid-stream after the plan was shown.
         expander.chat(expander_request(request, params, ""))
         control = request.options().cache or CacheControl()
+        plan = planner_request(request, params)
         job = Job(
             request=request,
             planner=planner,
             expander=expander,
-            plan_request=planner_request(request, params),
+            plan_request=plan,
             expand=lambda plan: expander_request(request, params, plan),
             show_plan=params.show_plan,
             timeout=params.plan_timeout_seconds,
             fallback=params.fallback,
-            cache=self._plan_cache(request, params) if params.plan_cache else None,
+            cache=self._plan_cache(request, plan, params) if params.plan_cache else None,
             read_cache=control.read,
             store_plan=control.store,
+            budget=request.max_output_tokens,
         )
         return run(job)
 
@@ -161,14 +175,17 @@ class HawkeyePolicy(Policy):
             code="unsupported_endpoint",
         )
 
-    def _plan_cache(self, request: ChatCompletionRequest, params: HawkeyeParams) -> PlanCache:
+    def _plan_cache(
+        self, request: ChatCompletionRequest, plan: ChatCompletionRequest, params: HawkeyeParams
+    ) -> PlanCache:
         lent = services.current()
         key = plan_key(
             self.backends["planner"].model_id,
             request.messages,
             params.plan_prompt,
-            params.plan_max_tokens,
+            plan_budget_of(plan),
             scope_of(params.plan_cache_scope, lent.key_id if lent else None),
+            sampling=(plan.temperature, plan.top_p, plan.seed),
         )
         if lent is None:
             return PlanCache(self._own_store, None, key, params.plan_cache_ttl)

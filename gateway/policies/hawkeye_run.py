@@ -5,6 +5,13 @@ planner gave no plan), then usage and the report.
 A planner fault (an upstream error, a refusal, or no plan by `timeout`) never fails the
 request: with no plan at all the fallback answers; with part of a plan the expander uses that
 part. Either way the report says `degraded`.
+
+The plan is reasoning, as OpenAI's reasoning models count it: a client's `max_tokens` (or
+`max_completion_tokens`) bounds plan and answer together. The plan is written first, under the
+smaller of that budget and `plan_max_tokens`; each answer gets what the plan left. A plan that
+used the whole budget leaves no answer: each choice finishes with `length` and no content.
+Usage counts the plan once per choice, shown or not, and reports it as
+`completion_tokens_details.reasoning_tokens`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class Job:
     cache: PlanCache | None
     read_cache: bool
     store_plan: bool
+    budget: int | None = None  # plan and answer together, per choice; None: no bound
 
 
 @dataclass
@@ -62,15 +70,35 @@ async def run(job: Job) -> EventStream:
     tally = Tally()
     async for event in plan_phase(job, tally):
         yield event
-    if tally.plan_text.strip():
-        answer = relay(job.expander.chat(job.expand(tally.plan_text)), "small", tally)
+    left = None if job.budget is None else job.budget - tally.plan_tokens
+    if left is not None and left <= 0:
+        answer = spent(job)
+    elif tally.plan_text.strip():
+        request = within(job.expand(tally.plan_text), left)
+        answer = relay(job.expander.chat(request), "small", tally)
     else:
         tally.plan_error = tally.plan_error or "empty_plan"
-        answer = fallback(job, tally)
+        answer = fallback(job, tally, left)
     async for event in answer:
         yield event
     yield usage(job, tally)
     yield report(job, tally)
+
+
+async def spent(job: Job) -> EventStream:
+    """The plan used the whole budget: every choice ends there."""
+    for index in range(job.request.n):
+        yield Finish(index, "length")
+
+
+def within(request: ChatCompletionRequest, tokens: int | None) -> ChatCompletionRequest:
+    """`request` with its output bounded by `tokens` (what the plan left of the budget)."""
+    if tokens is None:
+        return request
+    update: dict[str, Any] = {"max_tokens": tokens}
+    if "max_completion_tokens" in request.model_fields_set:
+        update["max_completion_tokens"] = tokens
+    return request.model_copy(update=update)
 
 
 async def plan_phase(job: Job, tally: Tally) -> EventStream:
@@ -128,12 +156,13 @@ async def planned(job: Job, tally: Tally) -> AsyncIterator[str]:
         yield rest
 
 
-async def fallback(job: Job, tally: Tally) -> EventStream:
+async def fallback(job: Job, tally: Tally, left: int | None) -> EventStream:
     """No plan: the planner answers the request itself, or (configured so, or when it fails
     again before answering) the expander answers it without a plan."""
+    request = within(direct(job.request), left)
     if job.fallback == "planner":
         try:
-            events = relay(job.planner.chat(direct(job.request)), "large", tally)
+            events = relay(job.planner.chat(request), "large", tally)
             first = await anext(events)
         except (TandemError, StopAsyncIteration):
             pass  # it failed again before answering: the expander is the last resort
@@ -144,7 +173,7 @@ async def fallback(job: Job, tally: Tally) -> EventStream:
                 yield event
             return
     tally.fallback = "expander"
-    async for event in relay(job.expander.chat(direct(job.request)), "small", tally):
+    async for event in relay(job.expander.chat(request), "small", tally):
         yield event
 
 
@@ -171,9 +200,14 @@ async def relay(events: EventStream, source: Source, tally: Tally) -> EventStrea
 
 
 def usage(job: Job, tally: Tally) -> Usage:
-    """What the client received: the plan once per choice when shown, then the answers."""
-    plan = tally.plan_tokens * job.request.n if job.show_plan and tally.plan else 0
-    return Usage(tally.plan_prompt_tokens + tally.answer_prompt_tokens, plan + tally.answer_tokens)
+    """The plan once per choice, as reasoning (each choice's budget paid for it, shown or
+    not), then the answers."""
+    plan = tally.plan_tokens * job.request.n if tally.plan else 0
+    return Usage(
+        tally.plan_prompt_tokens + tally.answer_prompt_tokens,
+        plan + tally.answer_tokens,
+        {"completion_tokens_details": {"reasoning_tokens": plan}},
+    )
 
 
 def report(job: Job, tally: Tally) -> Report:

@@ -2,9 +2,10 @@
 when configured, in memory otherwise), so a repeated conversation skips the planner.
 
 The key is a digest of what determines the plan: the planner's model identity, the normalised
-conversation, the prompt template (and its version) and the plan budget. Entries are scoped to
-the caller's API key unless the alias makes them global. A store that fails is skipped: the
-planner runs as if nothing were cached, and the plan is not kept.
+conversation, the prompt template (and its version), the plan budget and the planner's sampling
+settings (temperature, top_p, seed: a plan sampled one way is never replayed for another).
+Entries are scoped to the caller's API key unless the alias makes them global. A store that
+fails is skipped: the planner runs as if nothing were cached, and the plan is not kept.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.stores.cache import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-FORMAT = "v1"
+FORMAT = "v2"
 Result = Literal["hit", "miss", "bypass"]
 
 
@@ -39,12 +40,14 @@ def plan_key(
     template: str,
     budget: int,
     scope: str,
+    sampling: tuple[float | None, float | None, int | None] = (None, None, None),
 ) -> str:
     canonical = {
         "planner": planner_model,
         "conversation": normalised(messages),
         "template": [TEMPLATE_VERSION, template],
         "budget": budget,
+        "sampling": list(sampling),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"plan:{FORMAT}:{scope}:{hashlib.sha256(text.encode()).hexdigest()}"

@@ -230,7 +230,10 @@ def test_hidden_plan_still_guides_the_answer(client: OpenAI) -> None:
     answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert PLAN in answer
     tandem = chunks[-1].model_extra["tandem"]
-    assert chunks[-1].usage.completion_tokens == tandem["answer_tokens"]
+    # hidden reasoning is still the completion's: it is counted, as OpenAI counts it
+    usage = chunks[-1].usage
+    assert usage.completion_tokens == len(PIECES) + tandem["answer_tokens"]
+    assert usage.completion_tokens_details.reasoning_tokens == len(PIECES)
     assert (tandem["plan_shown"], tandem["tokens"]["plan"]) == (False, len(PIECES))
 
 
@@ -292,8 +295,9 @@ def test_expander_honours_the_request_fields(client: OpenAI, fakes: Fakes) -> No
         client, "hk-recorded", text=text, max_tokens=40, stop=["##"], temperature=0.5, seed=3, n=2
     )
     body = next(r.body for r in fakes.upstreams["recorder"].records if text in str(r.body))
+    # the answer gets what the plan left of the budget
     assert (body["max_tokens"], body["stop"], body["temperature"], body["seed"], body["n"]) == (
-        40,
+        40 - len(PIECES),
         ["##"],
         0.5,
         3,
@@ -375,15 +379,69 @@ def test_n_choices_share_one_plan(client: OpenAI, served: tuple[str, FastAPI]) -
     assert chunks[-1].usage.completion_tokens == 3 * len(PIECES) + tandem["answer_tokens"]
 
 
-def test_stop_and_max_tokens_cut_the_answer_not_the_plan(client: OpenAI) -> None:
+def test_a_plan_sampled_one_way_is_not_replayed_for_another(
+    client: OpenAI, served: tuple[str, FastAPI]
+) -> None:
+    planner, text = planner_of(served), question()
+    ask(client, text=text, temperature=0.8)  # sampled without a seed: no response cache
+    calls = len(planner.requests)
+    again = ask(client, text=text, temperature=0.8)
+    assert again.model_extra["tandem"]["plan_cached"] is True
+    others: list[dict[str, Any]] = [
+        {"temperature": 0.8, "seed": 2},
+        {"temperature": 0.3},
+        {"temperature": 0.8, "top_p": 0.5},
+    ]
+    for other in others:
+        response = ask(client, text=text, **other)
+        assert response.model_extra["tandem"]["plan_cached"] is False, other
+    assert len(planner.requests) == calls + 3
+
+
+def test_stop_cuts_the_answer_not_the_plan(client: OpenAI) -> None:
     text = question()
     stopped = ask(client, text=text, stop=["Chain"])
     assert stopped.choices[0].message.content == f"E: Question:\n{text}\n\n"
     assert stopped.choices[0].finish_reason == "stop"
-    capped = ask(client, text=text, max_tokens=3)
-    assert capped.choices[0].message.content == "E: Question:\nWhat"
-    assert capped.choices[0].finish_reason == "length"
-    assert reasoning_of(capped.choices[0].message) == PLAN
+    assert reasoning_of(stopped.choices[0].message) == PLAN
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_budget_bounds_plan_and_answer_together(
+    client: OpenAI, served: tuple[str, FastAPI], field: str, n: int
+) -> None:
+    text, budget = question(), len(PIECES) + 3
+    planner = planner_of(served)
+    for cached in (False, True):
+        response = ask(client, text=text, n=n, **{field: budget})
+        tandem = response.model_extra["tandem"]
+        assert tandem["plan_cached"] is cached
+        assert planner.requests[-1].max_output_tokens == budget
+        for choice in response.choices:
+            assert reasoning_of(choice.message) == PLAN
+            assert choice.message.content == "E: Question:\nWhat"  # three words: what was left
+            assert choice.finish_reason == "length"
+        assert response.usage.completion_tokens == n * budget
+        assert response.usage.completion_tokens_details.reasoning_tokens == n * len(PIECES)
+
+
+def test_a_plan_that_spends_the_budget_leaves_no_answer(client: OpenAI) -> None:
+    for stream in (False, True):
+        if stream:
+            chunks = streamed(client, max_tokens=3, n=2)
+            finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+            answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+            assert sorted(f for f in finishes if f) == ["length", "length"]
+        else:
+            response = ask(client, max_tokens=3, n=2)
+            answer = "".join(c.message.content or "" for c in response.choices)
+            assert [c.finish_reason for c in response.choices] == ["length", "length"]
+            assert reasoning_of(response.choices[0].message) == "Add the two numbers"
+            usage = response.usage
+        assert answer == ""
+        assert (usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens) == (6, 6)
 
 
 @pytest.mark.parametrize(

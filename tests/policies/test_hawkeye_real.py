@@ -30,7 +30,7 @@ def test_real_pair_plans_then_expands_and_reuses_the_plan(default_catalog: OpenA
         default_catalog.chat.completions.create(
             model="tandem-hawkeye",
             messages=QUESTION,  # type: ignore[arg-type]
-            max_tokens=16,
+            max_tokens=32,  # plan and answer together: the plan takes at most 16
             temperature=0,
             stream=True,
             extra_body=budgets,
@@ -43,13 +43,14 @@ def test_real_pair_plans_then_expands_and_reuses_the_plan(default_catalog: OpenA
     assert answer.strip()
     tandem = chunks[-1].model_extra["tandem"]
     assert 0 < tandem["plan_tokens"] <= 16
-    assert 0 < tandem["answer_tokens"] <= 16
+    assert 0 < tandem["answer_tokens"] <= 32 - tandem["plan_tokens"]
     assert tandem["degraded"] is False
-    # another max_tokens: not the response cache's entry, but the same conversation's plan
+    # another max_tokens, the same plan budget: not the response cache's entry, but the same
+    # conversation's plan, and a shorter answer
     again = default_catalog.chat.completions.create(
         model="tandem-hawkeye",
         messages=QUESTION,  # type: ignore[arg-type]
-        max_tokens=8,
+        max_tokens=24,
         temperature=0,
         extra_body=budgets,
     )

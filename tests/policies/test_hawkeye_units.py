@@ -76,6 +76,9 @@ def test_plan_key_is_what_determines_the_plan() -> None:
         {"scope": "key:b"},
         {"messages": messages(("user", "How many pears?"))},
         {"messages": messages(("system", "x"), ("user", "How many apples?"))},
+        {"sampling": (0.7, None, None)},
+        {"sampling": (None, 0.9, None)},
+        {"sampling": (None, None, 7)},
     ):
         assert key(**change) != key(), change
 
