@@ -175,6 +175,13 @@ class TorchCore:
     def reuse(self) -> None:
         self.generator = None
 
+    def reset(self) -> None:
+        """An empty cache, as new: for a rewind a sliding-window cache cannot crop."""
+        self.cache = DynamicCache(config=self.model.config)
+        self.last = None
+        self.hidden = None
+        self.forwarded = []
+
     def release(self) -> None:
         self.cache = None
         self.last = None

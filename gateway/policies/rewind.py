@@ -4,6 +4,11 @@ The token-session contract has no truncation yet; this module knows the two sess
 can do it cheaply: HTTP sessions (the sequence lives on this side; the server's prefix cache
 does the rest) and in-process sessions whose core keeps a cropable KV cache (transformers'
 `DynamicCache`). Any other session reports that it cannot, and the policy does not draft on it.
+
+A sliding-window cache layer (Gemma-3's) keeps only the last window of states: once a sequence
+is past the window it cannot be cropped, and transformers refuses. Such a core is reset and reads
+the kept sequence again from its start: slower, rare (a long answer with drafting), and the
+answer goes on instead of dying mid-stream.
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ async def rewind(session: TokenSession, length: int, more: Sequence[int] = ()) -
         again = ids[keep:]
 
         def crop() -> None:
-            # transformers 5 crops by a negative count of tokens to remove
-            core.cache.crop(keep - core.cache.get_seq_length())
+            try:
+                # transformers 5 crops by a negative count of tokens to remove
+                core.cache.crop(keep - core.cache.get_seq_length())
+            except (RuntimeError, ValueError):
+                refill(core, ids[:keep])
             forwarded = getattr(core, "forwarded", None)
             if forwarded is not None:  # what a prefix pool trusts the cache to hold
                 del forwarded[keep:]
@@ -57,3 +65,13 @@ async def rewind(session: TokenSession, length: int, more: Sequence[int] = ()) -
         read = len(ids)
     session._pending = ids[read:]
     session.ids[:] = ids
+
+
+def refill(core: Any, ids: Sequence[int]) -> None:
+    """A core whose cache cannot be cropped, made to hold `ids` again from an empty cache."""
+    reset = getattr(core, "reset", None)
+    if reset is None:
+        raise TypeError(f"{type(core).__name__} can neither crop its cache nor start it again")
+    reset()
+    if ids:
+        core.extend(list(ids), None)
