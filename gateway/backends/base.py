@@ -37,6 +37,11 @@ class Backend(ABC):
         """What identifies the model behind this backend (cache keys, logs)."""
         return self.name
 
+    @property
+    def context_window(self) -> int | None:
+        """The model's context window in tokens; None when not known (nothing is checked)."""
+        return None
+
     async def start(self) -> None:
         """Open clients or load weights; called once in the app's lifespan."""
 

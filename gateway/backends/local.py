@@ -38,6 +38,7 @@ from gateway.core.tokens import (
     fingerprint,
     has_chat_template,
 )
+from gateway.core.window import check_window
 
 WireShape = Literal["chat", "completion"]
 
@@ -131,6 +132,10 @@ class LocalBackend(Backend):
     def context_length(self) -> int:
         return self.runtime.context_length
 
+    @property
+    def context_window(self) -> int | None:
+        return self.runtime.context_length
+
     async def open_session(
         self, prompt_ids: Sequence[int], *, hidden: bool = False
     ) -> TokenSession:
@@ -173,6 +178,7 @@ class LocalBackend(Backend):
             shape="chat",
             logprobs=k,
         )
+        self._check(job)
         return self._run(job)
 
     def complete(self, request: CompletionRequest) -> EventStream:
@@ -201,22 +207,18 @@ class LocalBackend(Backend):
             ids_as_tokens=bool(request.return_tokens_as_token_ids),
             skip_special=request.skip_special_tokens is not False,
         )
+        self._check(job)
         return self._run(job)
 
     def _check(self, job: Job) -> None:
+        """Before any work starts: called when the request is made, not when it is run."""
         vocab = self.runtime.vocab_size
         for i, prompt in enumerate(job.prompts):
             if any(t >= vocab for t in prompt):
                 raise InvalidRequest(f"prompt {i} holds a token id outside the vocabulary")
-            if len(prompt) + job.max_tokens > self.context_length:
-                raise InvalidRequest(
-                    f"prompt {i} has {len(prompt)} tokens; with max_tokens={job.max_tokens} it "
-                    f"exceeds the model's context of {self.context_length} tokens",
-                    param="max_tokens",
-                )
+            check_window(self.context_length, len(prompt), job.max_tokens, i)
 
     async def _run(self, job: Job) -> EventStream:
-        self._check(job)
         completion = 0
         index = 0
         for prompt in job.prompts:

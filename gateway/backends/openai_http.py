@@ -38,6 +38,7 @@ from gateway.core.errors import (
 from gateway.core.events import Delta, Event, EventStream, Finish, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.core.sse_lines import line_batches
+from gateway.core.window import check_window, tokens_at_least
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,16 @@ class OpenAIBackendConfig(BackendConfig):
     health_timeout: float = Field(default=3.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
     content_types: list[str] = Field(default_factory=lambda: ["text"])
+    context_length: int | None = Field(
+        default=None, ge=1, description="the model's context window in tokens; unset: unchecked"
+    )
+    max_token_chars: int = Field(
+        default=64,
+        ge=1,
+        description="characters of the vocabulary's longest token: the gateway has no tokenizer "
+        "for an HTTP model, so it checks a lower bound of the prompt's tokens, its characters "
+        "over this",
+    )
 
 
 @register("openai")
@@ -71,6 +82,18 @@ class OpenAIBackend(Backend):
     @property
     def model_id(self) -> str:
         return f"openai:{self.settings.model}"
+
+    @property
+    def context_window(self) -> int | None:
+        return self.settings.context_length
+
+    def _check_window(self, prompts: list[int], max_tokens: int | None) -> None:
+        """`prompts`: each prompt's tokens, or a lower bound of them."""
+        for i, tokens in enumerate(prompts):
+            check_window(self.settings.context_length, tokens, max_tokens or 0, i)
+
+    def _at_least(self, texts: list[str]) -> int:
+        return tokens_at_least(texts, self.settings.max_token_chars)
 
     def _headers(self) -> dict[str, str]:
         key = self.settings.api_key
@@ -112,6 +135,9 @@ class OpenAIBackend(Backend):
             raise UpstreamUnavailable(f"backend '{self.name}' answered {status} to a health check")
 
     def chat(self, request: ChatCompletionRequest) -> EventStream:
+        if self.settings.context_length is not None:
+            texts = [m.text() for m in request.messages]
+            self._check_window([self._at_least(texts)], request.max_output_tokens)
         payload = upstream_payload(request, self.settings.model)
         payload.pop("max_completion_tokens", None)
         if request.max_output_tokens is not None:
@@ -119,6 +145,11 @@ class OpenAIBackend(Backend):
         return self._stream("chat/completions", payload, chat_events)
 
     def complete(self, request: CompletionRequest) -> EventStream:
+        if self.settings.context_length is not None:
+            counts = [
+                len(p) if isinstance(p, list) else self._at_least([p]) for p in request.prompts()
+            ]
+            self._check_window(counts, request.max_tokens)
         payload = upstream_payload(request, self.settings.model)
         return self._stream("completions", payload, completion_events)
 
