@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.body_guard import check_body_items
 from gateway.api.chat import create_chat_completion
 from gateway.api.completions import create_completion
 from gateway.api.errors import error_response, validation_error
@@ -69,9 +70,12 @@ async def serve(
 
 async def respond(route: HotRoute, body: bytes, request: Request, state: AppState) -> Response:
     try:
+        check_body_items(body, state.settings.max_json_items)
         parsed = route.model.model_validate_json(body)
     except ValidationError as exc:
         return rejected(request, validation_error(list(exc.errors())))
+    except TandemError as exc:
+        return rejected(request, exc)
     try:
         return await route.endpoint(parsed, request, state)
     except TandemError as exc:
