@@ -11,6 +11,7 @@ see the README's performance section).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -52,7 +53,16 @@ class OpenAIBackendConfig(BackendConfig):
     api_key: str | None = None
     api_key_env: str | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
+    pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds to get a connection: waiting for a free one in the pool "
+        "(max_connections) and connecting",
+    )
     read_timeout: float = Field(default=120.0, gt=0)
+    total_timeout: float = Field(
+        default=900.0, gt=0, description="seconds one upstream call may take, streamed or not"
+    )
     health_timeout: float = Field(default=3.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
     content_types: list[str] = Field(default_factory=lambda: ["text"])
@@ -106,8 +116,12 @@ class OpenAIBackend(Backend):
         self._client = aiohttp.ClientSession(
             base_url=cfg.base_url.rstrip("/") + "/",
             headers=self._headers(),
+            # no `total` here: on a stream, ReadWatch holds the deadline at no cost per chunk
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
+                total=None,
+                connect=cfg.pool_timeout,
+                sock_connect=cfg.connect_timeout,
+                sock_read=cfg.read_timeout,
             ),
             connector=aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0),
             auto_decompress=False,
@@ -117,6 +131,17 @@ class OpenAIBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    @property
+    def call_timeout(self) -> aiohttp.ClientTimeout:
+        """Every deadline of a call whose answer is read whole (token sessions)."""
+        cfg = self.settings
+        return aiohttp.ClientTimeout(
+            total=cfg.total_timeout,
+            connect=cfg.pool_timeout,
+            sock_connect=cfg.connect_timeout,
+            sock_read=cfg.read_timeout,
+        )
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -200,12 +225,13 @@ class OpenAIBackend(Backend):
         if (rid := request_id.get()) is not None:
             headers["x-request-id"] = rid
         content = encode_payload(payload)
+        deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
         try:
             async with self.client.post(path, data=content, headers=headers) as response:
                 if response.status >= 400:
                     body = await response.content.read(MAX_ERROR_BODY)
                     raise translate_status(self.name, response, body)
-                watch = ReadWatch(response, self.settings.read_timeout)
+                watch = ReadWatch(response, self.settings.read_timeout, deadline)
                 try:
                     yield response
                 finally:

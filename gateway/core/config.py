@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     # Bounded work per request (README: "Limits")
     limits: RequestLimits = Field(default_factory=RequestLimits)
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="model calls one worker serves at once; past it a 503 with Retry-After "
+        "(0: no limit)",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="time to receive a request's whole body; then a 408"
+    )
     max_json_items: int = Field(
         default=50_000,
         ge=1,
