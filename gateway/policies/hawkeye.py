@@ -41,7 +41,7 @@ from gateway.policies.hawkeye_prompts import (
     conversation_text,
     fill,
 )
-from gateway.policies.hawkeye_run import Job, run
+from gateway.policies.hawkeye_run import Job, direct, run
 from gateway.policies.plan_cache import PlanCache, plan_key, scope_of
 from gateway.stores.cache import MemoryStore
 
@@ -133,8 +133,10 @@ class HawkeyePolicy(Policy):
         check_content_types(request, expander)
         # Built and dropped unstarted: each model refuses what it cannot honour now (a field,
         # a prompt over its context window), as a 400 before any work starts, rather than
-        # mid-stream after the plan was shown.
+        # mid-stream after the plan was shown. The expander may also answer the request as it
+        # is, when there is no plan (`fallback`).
         expander.chat(expander_request(request, params, ""))
+        expander.chat(direct(request))
         plan_request = planner_request(request, params)
         with suppress(UpstreamError):  # a planner that is down degrades the answer, as in run
             planner.chat(plan_request)

@@ -101,3 +101,16 @@ def test_an_http_model_is_checked_only_when_its_window_is_declared() -> None:
     prompt = CompletionRequest(model="m", prompt=[[1] * 500], max_tokens=16)
     with pytest.raises(InvalidRequest):
         backend(context_length=512).complete(prompt)
+
+
+def test_hawkeye_checks_the_expander_answering_without_a_plan(
+    tiny_pair: list[LocalBackend],
+) -> None:
+    """420 empty turns fit as the transcript the planner and the expander read (about 1,750
+    tokens), not in the chat template the expander reads when it answers alone (2,125), as
+    it does after a planner timeout."""
+    policy = HawkeyePolicy("h", {"planner": tiny_pair[1], "expander": tiny_pair[0]})
+    params = policy.parse_params({"plan_max_tokens": 8})
+    with pytest.raises(InvalidRequest) as error:
+        policy.chat(chat(messages=EMPTY_TURNS[:420], max_tokens=8), params)
+    refused(error)
