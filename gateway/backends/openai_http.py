@@ -39,7 +39,7 @@ from gateway.core.errors import (
 from gateway.core.events import Delta, Event, EventStream, Finish, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.core.sse_lines import line_batches
-from gateway.core.window import check_window, tokens_at_least
+from gateway.core.window import check_window, check_window_early
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,9 @@ class OpenAIBackend(Backend):
     def context_window(self) -> int | None:
         return self.settings.context_length
 
-    def _check_window(self, prompts: list[int], max_tokens: int | None) -> None:
-        """`prompts`: each prompt's tokens, or a lower bound of them."""
-        for i, tokens in enumerate(prompts):
-            check_window(self.settings.context_length, tokens, max_tokens or 0, i)
-
-    def _at_least(self, texts: list[str]) -> int:
-        return tokens_at_least(texts, self.settings.max_token_chars)
+    @property
+    def max_token_chars(self) -> int | None:
+        return self.settings.max_token_chars
 
     def _headers(self) -> dict[str, str]:
         key = self.settings.api_key
@@ -160,9 +156,9 @@ class OpenAIBackend(Backend):
             raise UpstreamUnavailable(f"backend '{self.name}' answered {status} to a health check")
 
     def chat(self, request: ChatCompletionRequest) -> EventStream:
-        if self.settings.context_length is not None:
+        if (window := self.settings.context_length) is not None:
             texts = [m.text() for m in request.messages]
-            self._check_window([self._at_least(texts)], request.max_output_tokens)
+            check_window_early(window, texts, self.max_token_chars, request.max_output_tokens or 0)
         payload = upstream_payload(request, self.settings.model)
         payload.pop("max_completion_tokens", None)
         if request.max_output_tokens is not None:
@@ -170,11 +166,14 @@ class OpenAIBackend(Backend):
         return self._stream("chat/completions", payload, chat_events)
 
     def complete(self, request: CompletionRequest) -> EventStream:
-        if self.settings.context_length is not None:
-            counts = [
-                len(p) if isinstance(p, list) else self._at_least([p]) for p in request.prompts()
-            ]
-            self._check_window(counts, request.max_tokens)
+        if (window := self.settings.context_length) is not None:
+            for i, prompt in enumerate(request.prompts()):
+                if isinstance(prompt, str):
+                    check_window_early(
+                        window, [prompt], self.max_token_chars, request.max_tokens or 0, i
+                    )
+                else:
+                    check_window(window, len(prompt), request.max_tokens or 0, i)
         payload = upstream_payload(request, self.settings.model)
         return self._stream("completions", payload, completion_events)
 

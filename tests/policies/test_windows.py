@@ -114,3 +114,33 @@ def test_hawkeye_checks_the_expander_answering_without_a_plan(
     with pytest.raises(InvalidRequest) as error:
         policy.chat(chat(messages=EMPTY_TURNS[:420], max_tokens=8), params)
     refused(error)
+
+
+def never_tokenised(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a prompt this long was tokenised")
+
+
+def test_a_prompt_far_over_the_window_is_refused_before_it_is_tokenised(
+    tiny_pair: list[LocalBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SmolLM2's longest token has 81 characters: 400k characters are at least 4,939 tokens,
+    refused without the 0.5 s tokenising them would take, by each model's own path."""
+    monkeypatch.setattr("gateway.policies.collab.chat_prompt", never_tokenised)
+    monkeypatch.setattr("gateway.backends.local.chat_prompt", never_tokenised)
+    monkeypatch.setattr("gateway.policies.collab.encode_prompt", never_tokenised)
+    huge = chat(messages=[{"role": "user", "content": "word " * 80_000}], max_tokens=8)
+    policies = [
+        (DirectPolicy("d", {"main": tiny_pair[0]}), {}),
+        (collab(tiny_pair[0], tiny_pair[1]), {}),
+        (HawkeyePolicy("h", {"planner": tiny_pair[1], "expander": tiny_pair[0]}), {}),
+    ]
+    for policy, params in policies:
+        with pytest.raises(InvalidRequest) as error:
+            policy.chat(huge, policy.parse_params(params))
+        refused(error)
+        assert "has at least 49" in error.value.message  # hawkeye's prompts add a template
+    prompt = CompletionRequest(model="m", prompt="word " * 80_000, max_tokens=8)
+    monkeypatch.setattr(tiny_pair[0].runtime.tokenizer, "encode", never_tokenised)
+    policy = collab(tiny_pair[0], tiny_pair[1])
+    with pytest.raises(InvalidRequest):
+        policy.complete(prompt, policy.parse_params({}))
