@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
-    # Bounded work per request (README: "Limits")
+    # Bounded work per request: limits (gateway/core/bounds.py), load shedding, the body guard
     limits: RequestLimits = Field(default_factory=RequestLimits)
     max_in_flight: int = Field(
         default=0,
