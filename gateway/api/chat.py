@@ -10,6 +10,7 @@ from starlette.responses import Response
 from gateway.api.cached import cached_events
 from gateway.api.deps import State
 from gateway.api.responses import respond
+from gateway.core.bounds import check_limits
 from gateway.core.protocol import ChatCompletionRequest, SamplingFields
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ async def create_chat_completion(
 ) -> Response:
     route, policy, params = state.router.resolve(body.model, body.options())
     label(request, route.alias, policy.name, body.stream)
+    check_limits(body, route.limits)
     note_unknown_fields(body)
     events = await cached_events(request, state, body, policy, params, policy.chat)
     return await respond(request, state, body, "chat", body.n, events)

@@ -9,6 +9,7 @@ from gateway.api.cached import cached_events
 from gateway.api.chat import label, note_unknown_fields
 from gateway.api.deps import State
 from gateway.api.responses import respond
+from gateway.core.bounds import check_limits
 from gateway.core.protocol import CompletionRequest
 
 router = APIRouter()
@@ -18,6 +19,7 @@ router = APIRouter()
 async def create_completion(body: CompletionRequest, request: Request, state: State) -> Response:
     route, policy, params = state.router.resolve(body.model, body.options())
     label(request, route.alias, policy.name, body.stream)
+    check_limits(body, route.limits)
     note_unknown_fields(body)
     events = await cached_events(request, state, body, policy, params, policy.complete)
     return await respond(request, state, body, "completion", 0, events)

@@ -5,6 +5,7 @@ is refused before it is buffered whole."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, cast
@@ -17,7 +18,13 @@ from gateway.api.hot import serve as serve_hot
 from gateway.api.limits import admit, tandem_headers
 from gateway.api.state import AppState
 from gateway.core.context import RequestFacts, accept_request_id, request_id
-from gateway.core.errors import PayloadTooLarge, TandemError, internal_error
+from gateway.core.errors import (
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    TandemError,
+    internal_error,
+)
 from gateway.observability.logs import ACCESS_LOGGER
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
@@ -39,6 +46,7 @@ def is_api_call(facts: RequestFacts) -> bool:
 class Gate:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.in_flight = 0  # model calls being served by this worker now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +72,16 @@ class Gate:
         facts: RequestFacts = scope["state"]["facts"]
         span = state.tracer.start(facts) if state.tracer else None
         state.metrics.in_flight.inc()
+        limit = state.settings.max_in_flight
         try:
-            await self._serve(scope, receive, send, state)
+            if limit and self.in_flight >= limit:
+                await refuse(overloaded(limit), scope, receive, send)
+                return
+            self.in_flight += 1
+            try:
+                await self._serve(scope, receive, send, state)
+            finally:
+                self.in_flight -= 1
         finally:
             state.metrics.in_flight.dec()
             finish(state, facts)
@@ -93,10 +109,14 @@ class Gate:
             scope["state"]["key_id"] = self._authenticate(scope, state)
             await admit(scope, state)
             if scope["method"] in ("POST", "PUT", "PATCH"):
-                body = await read_body(scope, receive, state.settings.max_body_bytes)
+                settings = state.settings
+                async with asyncio.timeout(settings.body_timeout_seconds):
+                    body = await read_body(scope, receive, settings.max_body_bytes)
+        except TimeoutError:
+            await refuse(body_timeout(state.settings.body_timeout_seconds), scope, receive, send)
+            return
         except TandemError as exc:
-            scope["state"]["facts"].error_code = exc.code
-            await error_response(exc)(scope, receive, send)
+            await refuse(exc, scope, receive, send)
             return
         if body is None:
             await self.app(scope, receive, send)
@@ -137,6 +157,22 @@ class Gate:
         if not path.startswith(("/v1/", "/metrics")):
             return None
         return state.keys.check(_header(scope, b"authorization"))
+
+
+async def refuse(error: TandemError, scope: Scope, receive: Receive, send: Send) -> None:
+    scope["state"]["facts"].error_code = error.code
+    await error_response(error)(scope, receive, send)
+
+
+def overloaded(limit: int) -> Overloaded:
+    return Overloaded(
+        f"The server is serving its limit of {limit} requests at once; retry shortly.",
+        retry_after=1,
+    )
+
+
+def body_timeout(seconds: float) -> RequestTimeout:
+    return RequestTimeout(f"The request body did not arrive within {seconds:g} seconds.")
 
 
 def finish(state: AppState, facts: RequestFacts) -> None:

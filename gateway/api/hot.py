@@ -21,9 +21,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.body_guard import check_body_items
 from gateway.api.chat import create_chat_completion
 from gateway.api.completions import create_completion
+from gateway.api.disconnect import until_disconnected
 from gateway.api.errors import error_response, validation_error
+from gateway.api.responses import CLIENT_CLOSED, WATCHED
 from gateway.api.state import AppState
 from gateway.core.errors import TandemError
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
@@ -63,15 +66,24 @@ def parsed_as_json(content_type: str) -> bool:
 async def serve(
     route: HotRoute, body: bytes, scope: Scope, receive: Receive, send: Send, state: AppState
 ) -> None:
-    response = await respond(route, body, Request(scope, receive), state)
+    """Answer one model call; a client that leaves before the response starts cancels it."""
+    request = Request(scope, receive)
+    setattr(request.state, WATCHED, True)
+    response = await until_disconnected(receive, respond(route, body, request, state))
+    if response is None:
+        request.state.facts.status = CLIENT_CLOSED  # nobody is left to answer
+        return
     await response(scope, receive, send)
 
 
 async def respond(route: HotRoute, body: bytes, request: Request, state: AppState) -> Response:
     try:
+        check_body_items(body, state.settings.max_json_items)
         parsed = route.model.model_validate_json(body)
     except ValidationError as exc:
         return rejected(request, validation_error(list(exc.errors())))
+    except TandemError as exc:
+        return rejected(request, exc)
     try:
         return await route.endpoint(parsed, request, state)
     except TandemError as exc:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Coroutine
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from time import perf_counter
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from gateway.api.aggregate import ResponseBuilder
+from gateway.api.disconnect import until_disconnected
 from gateway.api.sse import ChunkWriter, Envelope, Kind, sse_stream
 from gateway.api.state import AppState
 from gateway.api.streaming import SSEResponse
@@ -26,6 +25,8 @@ from gateway.observability.metrics import Metrics
 from gateway.stores.response_cache import Status, tagged
 
 CLIENT_CLOSED = 499
+#: `request.state` flag: the caller watches for the client's disconnect (`until_disconnected`)
+WATCHED = "disconnect_watched"
 
 
 def new_id(kind: Kind) -> str:
@@ -115,7 +116,9 @@ async def respond(
         return SSEResponse(sse_stream(writer, choices, first, stream), ping)
     builder = ResponseBuilder(envelope)
     builder.add(first)
-    if not await until_disconnected(request, consume(stream, builder)):
+    if getattr(request.state, WATCHED, False):
+        await consume(stream, builder)  # the caller cancels this if the client leaves
+    elif not await until_disconnected(request.receive, finished(stream, builder)):
         return Response(status_code=CLIENT_CLOSED)  # nobody is left to read it
     return JSONResponse(builder.body())
 
@@ -126,25 +129,6 @@ async def consume(stream: EventStream, builder: ResponseBuilder) -> None:
             builder.add(event)
 
 
-async def until_disconnected(request: Request, work: Coroutine[Any, Any, None]) -> bool:
-    """Run `work`, cancelling it if the client goes away first (a non-streaming client that
-    hangs up must not keep a model busy). True when the work finished."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        return False
-    task.result()
+async def finished(stream: EventStream, builder: ResponseBuilder) -> bool:
+    await consume(stream, builder)
     return True
-
-
-async def wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

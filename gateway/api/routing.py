@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.backends import Backend, build_backend
+from gateway.core.bounds import RequestLimits
 from gateway.core.config import AliasSpec, Catalog, CatalogError
 from gateway.core.errors import InvalidRequest, ModelNotFound
 from gateway.core.protocol import TandemOptions
@@ -21,6 +22,7 @@ class Route:
     spec: AliasSpec
     policy: Policy
     params: PolicyParams
+    limits: RequestLimits = field(default_factory=RequestLimits)
     created: int = field(default_factory=lambda: int(time.time()))
     _others: dict[str, Policy] = field(default_factory=dict)
 
@@ -65,16 +67,21 @@ class Router:
         return {role: self.backends[name] for role, name in spec.backends.items()}
 
 
-def build_router(catalog: Catalog, source: str) -> Router:
-    """Construct every backend and policy; a catalog that cannot be served raises CatalogError."""
+def build_router(catalog: Catalog, source: str, limits: RequestLimits | None = None) -> Router:
+    """Construct every backend and policy; a catalog that cannot be served raises CatalogError.
+    `limits`: the defaults each alias's own `limits` override."""
+    defaults = limits or RequestLimits()
     backends = {name: build_backend(name, spec, source) for name, spec in catalog.backends.items()}
     routes = {
-        alias: _build_route(alias, spec, backends, source) for alias, spec in catalog.models.items()
+        alias: _build_route(alias, spec, backends, source, defaults)
+        for alias, spec in catalog.models.items()
     }
     return Router(routes, backends)
 
 
-def _build_route(alias: str, spec: AliasSpec, backends: dict[str, Backend], source: str) -> Route:
+def _build_route(
+    alias: str, spec: AliasSpec, backends: dict[str, Backend], source: str, limits: RequestLimits
+) -> Route:
     key = f"models.{alias}"
     try:
         cls = policies.get(spec.policy)
@@ -93,4 +100,4 @@ def _build_route(alias: str, spec: AliasSpec, backends: dict[str, Backend], sour
         params = policy.parse_params(spec.params)
     except ParamError as exc:
         raise CatalogError(source, f"{key}.params.{exc.key}", exc.message) from None
-    return Route(alias, spec, policy, params)
+    return Route(alias, spec, policy, params, spec.limits.over(limits))

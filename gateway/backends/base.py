@@ -37,6 +37,17 @@ class Backend(ABC):
         """What identifies the model behind this backend (cache keys, logs)."""
         return self.name
 
+    @property
+    def context_window(self) -> int | None:
+        """The model's context window in tokens; None when not known (nothing is checked)."""
+        return None
+
+    @property
+    def max_token_chars(self) -> int | None:
+        """Characters of the vocabulary's longest token, for a lower bound of a prompt's
+        tokens before it is tokenised (`gateway.core.window`); None when not known."""
+        return None
+
     async def start(self) -> None:
         """Open clients or load weights; called once in the app's lifespan."""
 

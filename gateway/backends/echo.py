@@ -34,22 +34,32 @@ def truncate_at_stop(pieces: list[str], stops: list[str]) -> tuple[list[str], bo
     """The pieces up to the first stop sequence (excluded), and whether one was found.
 
     A stop may begin inside an earlier piece than the one that completes it, so the cut is
-    made on the joined text and the pieces are trimmed to it.
+    made on the joined text and the pieces are trimmed to it. Only the text a stop completed by
+    the next piece could begin in is searched: a long reply costs linear time, not quadratic.
     """
-    text = ""
+    if not stops:
+        return pieces, False
+    reach = max(map(len, stops)) - 1  # characters of a stop that may precede the next piece
+    text, offset = "", 0  # the searched text, and where it begins in the reply
     for piece in pieces:
         text += piece
-        cut = min((pos for s in stops if (pos := text.find(s)) >= 0), default=-1)
-        if cut >= 0:
-            kept: list[str] = []
-            length = 0
-            for earlier in pieces:
-                if length >= cut:
-                    break
-                kept.append(earlier[: cut - length])
-                length += len(kept[-1])
-            return kept, True
+        found = [pos for s in stops if (pos := text.find(s)) >= 0]
+        if found:
+            return _cut(pieces, offset + min(found)), True
+        dropped = max(0, len(text) - reach)
+        text, offset = text[dropped:], offset + dropped
     return pieces, False
+
+
+def _cut(pieces: list[str], cut: int) -> list[str]:
+    kept: list[str] = []
+    length = 0
+    for piece in pieces:
+        if length >= cut:
+            break
+        kept.append(piece[: cut - length])
+        length += len(kept[-1])
+    return kept
 
 
 @register("echo")

@@ -37,7 +37,9 @@ from gateway.core.tokens import (
     encode_prompt,
     fingerprint,
     has_chat_template,
+    longest_token,
 )
+from gateway.core.window import check_window, check_window_early
 
 WireShape = Literal["chat", "completion"]
 
@@ -103,6 +105,8 @@ class LocalBackend(Backend):
 
     async def start(self) -> None:
         self._runtime = await self.worker.run(self.load)
+        # a scan of the whole vocabulary (0.3 s for Gemma-3's): once, off the event loop
+        self._max_token_chars = await self.worker.run(lambda: longest_token(self.tokenizer))
 
     async def aclose(self) -> None:
         self._runtime = None
@@ -131,6 +135,14 @@ class LocalBackend(Backend):
     def context_length(self) -> int:
         return self.runtime.context_length
 
+    @property
+    def context_window(self) -> int | None:
+        return self.runtime.context_length
+
+    @property
+    def max_token_chars(self) -> int | None:
+        return getattr(self, "_max_token_chars", None)
+
     async def open_session(
         self, prompt_ids: Sequence[int], *, hidden: bool = False
     ) -> TokenSession:
@@ -157,6 +169,9 @@ class LocalBackend(Backend):
             if getattr(request, name):
                 raise UnsupportedField(name, self._by())
         refuse_unsupported(request, self._by())
+        max_tokens = request.max_output_tokens or self.settings.default_max_tokens
+        texts = [m.text() for m in request.messages]
+        check_window_early(self.context_length, texts, self.max_token_chars, max_tokens)
         templated = has_chat_template(self.tokenizer)
         text = chat_prompt(self.tokenizer, request.messages)
         ids = encode_prompt(self.tokenizer, text, templated=templated)
@@ -166,13 +181,14 @@ class LocalBackend(Backend):
         job = Job(
             prompts=[ids],
             n=request.n,
-            max_tokens=request.max_output_tokens or self.settings.default_max_tokens,
+            max_tokens=max_tokens,
             stops=stops,
             stop_ids=self.eos_ids,
             sampling=sampling_of(request),
             shape="chat",
             logprobs=k,
         )
+        self._check(job)
         return self._run(job)
 
     def complete(self, request: CompletionRequest) -> EventStream:
@@ -183,15 +199,21 @@ class LocalBackend(Backend):
                 raise UnsupportedField(name, by)
         if request.best_of not in (None, request.n):
             raise UnsupportedField("best_of", by, "only best_of == n is served")
+        max_tokens = (
+            self.settings.default_max_tokens if request.max_tokens is None else request.max_tokens
+        )
+        for i, prompt in enumerate(request.prompts()):
+            if isinstance(prompt, str):
+                check_window_early(
+                    self.context_length, [prompt], self.max_token_chars, max_tokens, i
+                )
         prompts = [
             p if isinstance(p, list) else self.tokenizer.encode(p) for p in request.prompts()
         ]
         job = Job(
             prompts=prompts,
             n=request.n,
-            max_tokens=self.settings.default_max_tokens
-            if request.max_tokens is None
-            else request.max_tokens,
+            max_tokens=max_tokens,
             stops=request.stop_sequences(),
             stop_ids=frozenset() if request.ignore_eos else self.eos_ids,
             sampling=sampling_of(request, request.top_k),
@@ -201,22 +223,18 @@ class LocalBackend(Backend):
             ids_as_tokens=bool(request.return_tokens_as_token_ids),
             skip_special=request.skip_special_tokens is not False,
         )
+        self._check(job)
         return self._run(job)
 
     def _check(self, job: Job) -> None:
+        """Before any work starts: called when the request is made, not when it is run."""
         vocab = self.runtime.vocab_size
         for i, prompt in enumerate(job.prompts):
             if any(t >= vocab for t in prompt):
                 raise InvalidRequest(f"prompt {i} holds a token id outside the vocabulary")
-            if len(prompt) + job.max_tokens > self.context_length:
-                raise InvalidRequest(
-                    f"prompt {i} has {len(prompt)} tokens; with max_tokens={job.max_tokens} it "
-                    f"exceeds the model's context of {self.context_length} tokens",
-                    param="max_tokens",
-                )
+            check_window(self.context_length, len(prompt), job.max_tokens, i)
 
     async def _run(self, job: Job) -> EventStream:
-        self._check(job)
         completion = 0
         index = 0
         for prompt in job.prompts:

@@ -11,6 +11,7 @@ see the README's performance section).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from gateway.core.errors import (
 from gateway.core.events import Delta, Event, EventStream, Finish, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.core.sse_lines import line_batches
+from gateway.core.window import check_window, check_window_early
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,29 @@ class OpenAIBackendConfig(BackendConfig):
     api_key: str | None = None
     api_key_env: str | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
+    pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds to get a connection: waiting for a free one in the pool "
+        "(max_connections) and connecting",
+    )
     read_timeout: float = Field(default=120.0, gt=0)
+    total_timeout: float = Field(
+        default=900.0, gt=0, description="seconds one upstream call may take, streamed or not"
+    )
     health_timeout: float = Field(default=3.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
     content_types: list[str] = Field(default_factory=lambda: ["text"])
+    context_length: int | None = Field(
+        default=None, ge=1, description="the model's context window in tokens; unset: unchecked"
+    )
+    max_token_chars: int = Field(
+        default=64,
+        ge=1,
+        description="characters of the vocabulary's longest token: the gateway has no tokenizer "
+        "for an HTTP model, so it checks a lower bound of the prompt's tokens, its characters "
+        "over this",
+    )
 
 
 @register("openai")
@@ -72,6 +93,14 @@ class OpenAIBackend(Backend):
     def model_id(self) -> str:
         return f"openai:{self.settings.model}"
 
+    @property
+    def context_window(self) -> int | None:
+        return self.settings.context_length
+
+    @property
+    def max_token_chars(self) -> int | None:
+        return self.settings.max_token_chars
+
     def _headers(self) -> dict[str, str]:
         key = self.settings.api_key
         if key is None and self.settings.api_key_env:
@@ -83,8 +112,12 @@ class OpenAIBackend(Backend):
         self._client = aiohttp.ClientSession(
             base_url=cfg.base_url.rstrip("/") + "/",
             headers=self._headers(),
+            # no `total` here: on a stream, ReadWatch holds the deadline at no cost per chunk
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.read_timeout
+                total=None,
+                connect=cfg.pool_timeout,
+                sock_connect=cfg.connect_timeout,
+                sock_read=cfg.read_timeout,
             ),
             connector=aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0),
             auto_decompress=False,
@@ -94,6 +127,17 @@ class OpenAIBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+    @property
+    def call_timeout(self) -> aiohttp.ClientTimeout:
+        """Every deadline of a call whose answer is read whole (token sessions)."""
+        cfg = self.settings
+        return aiohttp.ClientTimeout(
+            total=cfg.total_timeout,
+            connect=cfg.pool_timeout,
+            sock_connect=cfg.connect_timeout,
+            sock_read=cfg.read_timeout,
+        )
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -112,6 +156,9 @@ class OpenAIBackend(Backend):
             raise UpstreamUnavailable(f"backend '{self.name}' answered {status} to a health check")
 
     def chat(self, request: ChatCompletionRequest) -> EventStream:
+        if (window := self.settings.context_length) is not None:
+            texts = [m.text() for m in request.messages]
+            check_window_early(window, texts, self.max_token_chars, request.max_output_tokens or 0)
         payload = upstream_payload(request, self.settings.model)
         payload.pop("max_completion_tokens", None)
         if request.max_output_tokens is not None:
@@ -119,6 +166,14 @@ class OpenAIBackend(Backend):
         return self._stream("chat/completions", payload, chat_events)
 
     def complete(self, request: CompletionRequest) -> EventStream:
+        if (window := self.settings.context_length) is not None:
+            for i, prompt in enumerate(request.prompts()):
+                if isinstance(prompt, str):
+                    check_window_early(
+                        window, [prompt], self.max_token_chars, request.max_tokens or 0, i
+                    )
+                else:
+                    check_window(window, len(prompt), request.max_tokens or 0, i)
         payload = upstream_payload(request, self.settings.model)
         return self._stream("completions", payload, completion_events)
 
@@ -169,12 +224,13 @@ class OpenAIBackend(Backend):
         if (rid := request_id.get()) is not None:
             headers["x-request-id"] = rid
         content = encode_payload(payload)
+        deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
         try:
             async with self.client.post(path, data=content, headers=headers) as response:
                 if response.status >= 400:
                     body = await response.content.read(MAX_ERROR_BODY)
                     raise translate_status(self.name, response, body)
-                watch = ReadWatch(response, self.settings.read_timeout)
+                watch = ReadWatch(response, self.settings.read_timeout, deadline)
                 try:
                     yield response
                 finally:

@@ -91,7 +91,10 @@ class Remote:
         headers = {"content-type": "application/json"}
         try:
             async with self.backend.client.post(
-                "completions", data=encode_payload(body), headers=headers
+                "completions",
+                data=encode_payload(body),
+                headers=headers,
+                timeout=self.backend.call_timeout,
             ) as response:
                 if response.status >= 400:
                     raise translate_status(

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.core.bounds import AliasLimits, RequestLimits
+
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "default_catalog.yaml"
 
 
@@ -45,6 +47,7 @@ class AliasSpec(BaseModel):
     backends: dict[str, str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     description: str | None = None
+    limits: AliasLimits = Field(default_factory=AliasLimits)
 
 
 class Catalog(BaseModel):
@@ -69,6 +72,23 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    # Bounded work per request: limits (gateway/core/bounds.py), load shedding, the body guard
+    limits: RequestLimits = Field(default_factory=RequestLimits)
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="model calls one worker serves at once; past it a 503 with Retry-After "
+        "(0: no limit)",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="time to receive a request's whole body; then a 408"
+    )
+    max_json_items: int = Field(
+        default=50_000,
+        ge=1,
+        description="JSON items (strings with keys, comma-separated items) in a request body "
+        "over 64 KiB, counted before it is validated (3-6 us of validation each)",
+    )
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     otlp_endpoint: str | None = None
     sse_ping_seconds: float = Field(default=15.0, gt=0)

@@ -6,6 +6,7 @@ TandemError                      500 internal_error
 │   └── UnsupportedField         400 a policy cannot honour a request field
 ├── AuthenticationFailed         401 authentication_error
 ├── ModelNotFound                404 model_not_found, lists the aliases
+├── RequestTimeout               408 the request body did not arrive in time
 ├── PayloadTooLarge              413 request body over the configured limit
 ├── RateLimited                  429 rate_limit_error
 ├── Overloaded                   503 the gateway sheds load
@@ -93,6 +94,12 @@ class ModelNotFound(TandemError):
         super().__init__(
             f"The model '{model}' does not exist. Available models: {names}", param="model"
         )
+
+
+class RequestTimeout(TandemError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class PayloadTooLarge(TandemError):

@@ -19,7 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-MAX_STOP_SEQUENCES = 4
+#: a bound for parsing; the catalog's `limits.max_stop` is what a model takes (4 by default)
+MAX_STOP_SEQUENCES = 64
 MAX_CACHE_TTL_SECONDS = 30 * 24 * 3600
 
 

@@ -42,6 +42,12 @@ def fingerprint(tokenizer: HFTokenizer) -> str:
     return "vocab-" + digest.hexdigest()[:16]
 
 
+def longest_token(tokenizer: HFTokenizer) -> int:
+    """Characters of the vocabulary's longest entry: no token decodes to more text (a
+    byte-level entry has a character per byte; a SentencePiece one its own characters)."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1)
+
+
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 

@@ -32,6 +32,7 @@ from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.registry import UnknownName
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
 from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, encode_prompt, has_chat_template
+from gateway.core.window import check_window, check_window_early
 from gateway.policies import ParamError, register
 from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_types
 from gateway.policies.breaker import CircuitBreaker
@@ -117,8 +118,13 @@ class CollabPolicy(Policy):
             if getattr(request, name):
                 raise UnsupportedField(name, BY)
         refuse_unsupported(request, BY)
+        limit = request.max_output_tokens or params.max_tokens
+        texts = [m.text() for m in request.messages]
         for role in ("small", "large"):
-            check_content_types(request, self.backends[role])
+            model = self.backends[role]
+            check_content_types(request, model)
+            # before tokenising: a million characters take the loop 1-2 s per tokenizer
+            check_window_early(model.context_window, texts, model.max_token_chars, limit)
         small, large = self.pair()
         prompts, templated = [], True
         for backend in (small, large):
@@ -128,7 +134,7 @@ class CollabPolicy(Policy):
             templated = templated and own
         # a model without a chat template goes on with the next turn: the reply ends there
         stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
-        limit = request.max_output_tokens or params.max_tokens
+        self.check_windows(prompts[0], prompts[1], limit)
         plan = self.plan(params, prompts[0], prompts[1], stops, limit)
         return self._run([plan], request.n, sampling_of(request))
 
@@ -139,13 +145,24 @@ class CollabPolicy(Policy):
                 raise UnsupportedField(name, BY)
         small, large = self.pair()
         limit = params.max_tokens if request.max_tokens is None else request.max_tokens
-        plans = []
+        plans: list[Plan] = []
         for prompt in request.prompts():
             if not isinstance(prompt, str):
                 raise InvalidRequest(f"{BY} takes text prompts, not token ids", param="prompt")
+            for model in (self.backends["small"], self.backends["large"]):
+                window, chars = model.context_window, model.max_token_chars
+                check_window_early(window, [prompt], chars, limit, len(plans))
             ids = [small.tokenizer.encode(prompt), large.tokenizer.encode(prompt)]
+            self.check_windows(ids[0], ids[1], limit, len(plans))
             plans.append(self.plan(params, ids[0], ids[1], request.stop_sequences(), limit))
         return self._run(plans, request.n, sampling_of(request, request.top_k))
+
+    def check_windows(
+        self, small_ids: list[int], large_ids: list[int], limit: int, index: int = 0
+    ) -> None:
+        """Both models read the prompt and then every token of the answer, whoever wrote it."""
+        check_window(self.backends["small"].context_window, len(small_ids), limit, index)
+        check_window(self.backends["large"].context_window, len(large_ids), limit, index)
 
     def plan(
         self, p: CollabParams, small_ids: list[int], large_ids: list[int], stops: list[str], n: int

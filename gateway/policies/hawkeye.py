@@ -18,12 +18,13 @@ plan; `planner`: the planner answers alone), `plan_cache`, `plan_cache_ttl`,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from gateway.backends.base import Backend
-from gateway.core.errors import InvalidRequest, UnsupportedField
+from gateway.core.errors import InvalidRequest, UnsupportedField, UpstreamError
 from gateway.core.events import EventStream
 from gateway.core.protocol import (
     MAX_CACHE_TTL_SECONDS,
@@ -40,7 +41,7 @@ from gateway.policies.hawkeye_prompts import (
     conversation_text,
     fill,
 )
-from gateway.policies.hawkeye_run import Job, run
+from gateway.policies.hawkeye_run import Job, direct, run
 from gateway.policies.plan_cache import PlanCache, plan_key, scope_of
 from gateway.stores.cache import MemoryStore
 
@@ -146,11 +147,16 @@ class HawkeyePolicy(Policy):
         planner, expander = self.backends["planner"], self.backends["expander"]
         check_content_types(request, planner)
         check_content_types(request, expander)
-        # Built and dropped unstarted: the expander refuses what it cannot honour now, as a
-        # 400, rather than mid-stream after the plan was shown.
+        # Built and dropped unstarted: each model refuses what it cannot honour now (a field,
+        # a prompt over its context window), as a 400 before any work starts, rather than
+        # mid-stream after the plan was shown. The expander may also answer the request as it
+        # is, when there is no plan (`fallback`).
         expander.chat(expander_request(request, params, ""))
-        control = request.options().cache or CacheControl()
+        expander.chat(direct(request))
         plan = planner_request(request, params)
+        with suppress(UpstreamError):  # a planner that is down degrades the answer, as in run
+            planner.chat(plan)
+        control = request.options().cache or CacheControl()
         job = Job(
             request=request,
             planner=planner,

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def build_state(settings: Settings, tracer: RequestTracer | None = None) -> AppState:
     """Validate everything that can be validated without starting a backend."""
     catalog = load_catalog(settings)
-    router = build_router(catalog, str(settings.catalog_path()))
+    router = build_router(catalog, str(settings.catalog_path()), settings.limits)
     keys = KeyChecker(settings.all_api_keys())
     metrics = Metrics()
     return AppState(settings, router, metrics, keys, tracer, cache_services(settings, metrics))

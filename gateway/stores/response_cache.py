@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -29,11 +28,12 @@ from gateway.core.protocol import CacheControl, SamplingFields
 from gateway.observability.metrics import Metrics
 from gateway.policies.base import PolicyParams
 from gateway.stores.cache import Store, StoreUnavailable
+from gateway.stores.digest import Digest
 
 log = logging.getLogger(__name__)
 
 Status: TypeAlias = Literal["hit", "miss", "bypass"]
-FORMAT = "v1"
+FORMAT = "v2"  # v2: keys are a `Digest` of the fields, no longer of their JSON text
 NOT_KEYED = {"stream", "stream_options", "tandem", "model"}
 EVENT_TAGS: dict[type[Any], str] = {Delta: "d", Finish: "f", Usage: "u", Report: "r"}
 EVENT_TYPES = {tag: kind for kind, tag in EVENT_TAGS.items()}
@@ -66,16 +66,12 @@ def request_key(
     backends: Mapping[str, Backend],
     scope: str,
 ) -> str:
-    """The entry's key: the tenant's scope, then a digest of what determines the answer."""
-    canonical = {
-        "kind": type(body).__name__,
-        "policy": policy,
-        "params": params.model_dump(mode="json"),
-        "backends": {role: [b.name, b.model_id] for role, b in backends.items()},
-        "request": body.model_dump(mode="json", exclude=NOT_KEYED),
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"resp:{FORMAT}:{scope}:{hashlib.sha256(text.encode()).hexdigest()}"
+    """The entry's key: the tenant's scope, then a digest of what determines the answer, fed
+    with the validated request's own values (`Digest`)."""
+    digest = Digest().add(type(body).__name__).add(policy).add(params)
+    digest.add({role: [b.name, b.model_id] for role, b in backends.items()})
+    digest.model(body, exclude=NOT_KEYED)
+    return f"resp:{FORMAT}:{scope}:{digest.hexdigest()}"
 
 
 def encode(events: list[Event]) -> bytes:
@@ -150,19 +146,22 @@ class ResponseCache:
         return self._recorded(lookup.key, lookup.ttl, events)
 
     async def _recorded(self, key: str, ttl: float, events: EventStream) -> EventStream:
-        seen: list[Event] = []
+        seen: list[Event] | None = []
         size = 0
         async with aclosing(events):
             async for event in events:
-                if isinstance(event, Delta):
-                    size += len(event.text) + len(event.reasoning or "")
-                seen.append(event)
+                if seen is not None:
+                    if isinstance(event, Delta):
+                        size += len(event.text) + len(event.reasoning or "")
+                    if size > self.config.max_entry_bytes:
+                        seen = None  # it cannot be stored: stop keeping it
+                    else:
+                        seen.append(event)
                 yield event
         # Reached only when the stream ended normally: errors and disconnects raise past here.
         # A degraded answer is not kept: the next request may get the large model again.
         report = seen[-1] if seen else None
-        complete = isinstance(report, Report) and not report.degraded
-        if complete and size <= self.config.max_entry_bytes:
+        if seen is not None and isinstance(report, Report) and not report.degraded:
             self._write(key, encode(seen), ttl)
 
     def _write(self, key: str, blob: bytes, ttl: float) -> None:

@@ -45,13 +45,14 @@ class ScriptedBackend(Backend):
         return None
 
     def chat(self, request: ChatCompletionRequest) -> EventStream:
-        self.requests.append(request)
         return self._stream(request)
 
     def complete(self, request: CompletionRequest) -> EventStream:
         raise NotImplementedError
 
     async def _stream(self, request: ChatCompletionRequest) -> EventStream:
+        # recorded once run: the policy also builds requests it drops unstarted, to check them
+        self.requests.append(request)
         script = self.script
         if script.fail == "unavailable":
             raise UpstreamUnavailable(f"backend '{self.name}' is down", backend=self.name)
