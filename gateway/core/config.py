@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.yaml")
+from gateway.core.overrides import OverrideRule
+
+DEFAULT_CATALOG = Path(__file__).parent.parent / "default_catalog.yaml"
 
 
 class CatalogError(Exception):
@@ -44,6 +46,8 @@ class AliasSpec(BaseModel):
     policy: str
     backends: dict[str, str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    # the `tandem` keys a client may set on this alias (gateway/core/overrides.py)
+    overrides: dict[str, OverrideRule] = Field(default_factory=dict)
     description: str | None = None
 
 
@@ -51,6 +55,8 @@ class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: dict[str, BackendSpec] = Field(default_factory=dict)
     models: dict[str, AliasSpec] = Field(default_factory=dict)
+    # learned-trigger routers by name; a path relative to the catalog's own directory
+    routers: dict[str, Path] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
