@@ -92,6 +92,7 @@ class Gate:
         try:
             scope["state"]["key_id"] = self._authenticate(scope, state)
             await admit(scope, state)
+            route = hot_route(scope["method"], scope["path"], _header(scope, b"content-type"))
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(scope, receive, state.settings.max_body_bytes)
         except TandemError as exc:
@@ -101,7 +102,6 @@ class Gate:
         if body is None:
             await self.app(scope, receive, send)
             return
-        route = hot_route(scope["method"], scope["path"], _header(scope, b"content-type"))
         if route is not None:
             await serve_hot(route, body, scope, receive, send, state)
         else:

@@ -7,6 +7,7 @@ TandemError                      500 internal_error
 ├── AuthenticationFailed         401 authentication_error
 ├── ModelNotFound                404 model_not_found, lists the aliases
 ├── PayloadTooLarge              413 request body over the configured limit
+├── UnsupportedMediaType         415 a model route's body is not declared JSON
 ├── RateLimited                  429 rate_limit_error
 ├── Overloaded                   503 the gateway sheds load
 └── UpstreamError                502 a backend failed
@@ -99,6 +100,12 @@ class PayloadTooLarge(TandemError):
     status = 413
     type = "invalid_request_error"
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(TandemError):
+    status = 415
+    type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class RateLimited(TandemError):

@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import chat, completions, errors, health, models, playground
 from gateway.api.auth import KeyChecker
+from gateway.api.cors import with_cors
 from gateway.api.gate import Gate
 from gateway.api.routing import Router, build_router
 from gateway.api.state import AppState
@@ -58,7 +59,7 @@ class TandemApp(FastAPI):
         # conventions); FastAPI's own OpenTelemetry would look up the global providers on every
         # request
         super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
-        self.gate = Gate(self._framework)
+        self.gate: ASGIApp = Gate(self._framework)
 
     async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
                 state.tracer.shutdown()
 
     app = TandemApp(title="Tandem", version="0.1.0", lifespan=lifespan)
+    app.gate = with_cors(app.gate, settings.cors_origins)
     for module in (chat, completions, models, health, playground):
         app.include_router(module.router)
     errors.install(app)
