@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 
 from gateway.core.errors import AuthenticationFailed
 
@@ -34,3 +35,22 @@ class KeyChecker:
         if not matched:
             raise AuthenticationFailed("Incorrect API key provided.")
         return offered.hex()[:16]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def open_access_warning(host: str, keys: KeyChecker) -> str | None:
+    """What to log when the API takes no key yet listens beyond this machine."""
+    if keys.enabled or is_loopback(host):
+        return None
+    return (
+        f"no API keys are configured and the server listens on {host}: anyone who reaches it "
+        "can use every model; set TANDEM_API_KEYS or TANDEM_API_KEYS_FILE"
+    )

@@ -108,16 +108,21 @@ class Settings(BaseSettings):
         return self.config or DEFAULT_CATALOG
 
     def all_api_keys(self) -> list[str]:
-        """Keys from the environment plus one per line of the key file (`#` comments)."""
+        """Keys from the environment plus one per line of the key file (`#` comments). A key
+        file without a key stops the start: its owner meant to ask for keys, and an open API
+        is not what a mistyped or empty Secret should give."""
         keys = list(self.api_keys)
         if self.api_keys_file is not None:
+            path = str(self.api_keys_file)
             try:
                 lines = self.api_keys_file.read_text().splitlines()
             except OSError as exc:
-                raise CatalogError(
-                    str(self.api_keys_file), "api_keys_file", exc.strerror or ""
-                ) from None
-            keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+                raise CatalogError(path, "api_keys_file", exc.strerror or "") from None
+            stripped = (line.strip() for line in lines)
+            found = [line for line in stripped if line and not line.startswith("#")]
+            if not found:
+                raise CatalogError(path, "api_keys_file", "holds no key (blank or comments only)")
+            keys += found
         return keys
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import chat, completions, errors, health, models, playground
-from gateway.api.auth import KeyChecker
+from gateway.api.auth import KeyChecker, open_access_warning
 from gateway.api.cors import with_cors
 from gateway.api.gate import Gate
 from gateway.api.routing import Router, build_router
@@ -98,6 +98,9 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
             len(state.router.routes),
             ", ".join(state.router.aliases()),
         )
+        warning = open_access_warning(settings.host, state.keys)
+        if warning is not None:
+            log.warning(warning)
         try:
             yield
         finally:

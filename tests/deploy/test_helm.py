@@ -21,6 +21,7 @@ from tests.deploy.conftest import (
     ALL_ON_VALUES,
     CHART,
     KUBE_VERSIONS,
+    NO_KEYS_VALUES,
     RELEASE,
     Render,
     Rendered,
@@ -30,7 +31,7 @@ from tests.deploy.conftest import (
 )
 from tests.servers import closed_port
 
-VALUE_SETS = {"default": (), "all-on": (ALL_ON_VALUES,)}
+VALUE_SETS = {"default": (NO_KEYS_VALUES,), "all-on": (ALL_ON_VALUES,)}
 CRD_KINDS = {"ServiceMonitor"}
 FULLNAME = f"{RELEASE}-tandem"
 
@@ -195,7 +196,7 @@ def test_catalog_configmap_is_mounted_where_tandem_config_points(
     render: Render, catalog_path: str | None
 ) -> None:
     sets = {} if catalog_path is None else {"config.catalogPath": catalog_path}
-    rendered = render(**sets)
+    rendered = render(NO_KEYS_VALUES, **sets)
     tandem_config = env_of(rendered.gateway_container())["TANDEM_CONFIG"]["value"]
     path, _ = catalog_mount(rendered)
     assert path == tandem_config
@@ -290,6 +291,12 @@ def test_existing_secrets_are_referenced_by_name_and_key(render: Render) -> None
     ]
 
 
+def test_serving_without_keys_needs_an_explicit_value(helm: str) -> None:
+    result = run_helm(helm, "template", RELEASE, str(CHART))
+    assert result.returncode != 0
+    assert "apiKeys.allowUnauthenticated=true to serve without keys" in result.stderr
+
+
 def test_no_api_keys_means_no_key_file(default: Rendered) -> None:
     env = env_of(default.gateway_container())
     assert "TANDEM_API_KEYS_FILE" not in env
@@ -372,13 +379,17 @@ def test_termination_grace_outlasts_the_drain(default: Rendered, render: Render)
     grace = float(env_of(container)["TANDEM_SHUTDOWN_GRACE_SECONDS"]["value"])
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     assert spec["terminationGracePeriodSeconds"] > grace + pre_stop
-    longer = render(**{"config.shutdownGraceSeconds": 120})
+    longer = render(NO_KEYS_VALUES, **{"config.shutdownGraceSeconds": 120})
     assert pod_spec(longer.gateway())["terminationGracePeriodSeconds"] > 120 + pre_stop
 
 
 def test_too_short_termination_grace_is_refused(helm: str) -> None:
     result = run_helm(
-        helm, "template", RELEASE, str(CHART), "--set", "terminationGracePeriodSeconds=20"
+        helm,
+        "template",
+        RELEASE,
+        str(CHART),
+        *("--values", str(NO_KEYS_VALUES), "--set", "terminationGracePeriodSeconds=20"),
     )
     assert result.returncode != 0
     assert "must be larger than" in result.stderr
@@ -445,12 +456,13 @@ def test_contradictory_values_are_refused(helm: str, settings: list[str], messag
 
 def test_scrape_key_reaches_the_service_monitor(render: Render) -> None:
     rendered = render(
+        NO_KEYS_VALUES,
         **{
             "config.metricsRequireAuth": True,
             "serviceMonitor.enabled": True,
             "serviceMonitor.authorization.secretName": "scrape-key",
             "serviceMonitor.authorization.secretKey": "key",
-        }
+        },
     )
     (endpoint,) = rendered.one("ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["authorization"] == {
@@ -463,7 +475,7 @@ def test_scrape_key_reaches_the_service_monitor(render: Render) -> None:
 
 @pytest.mark.parametrize(
     ("values", "key_hint"),
-    [((), '"unused"'), ((ALL_ON_VALUES,), '"<one of your API keys>"')],
+    [((NO_KEYS_VALUES,), '"unused"'), ((ALL_ON_VALUES,), '"<one of your API keys>"')],
     ids=["open", "with-keys"],
 )
 def test_notes_show_the_openai_sdk_base_url(
