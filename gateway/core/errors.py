@@ -23,7 +23,11 @@ translates aiohttp errors), so everything above the backends deals in these type
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
+
+#: the longest Retry-After a client is told (an hour): beyond it a number means "not soon"
+MAX_RETRY_AFTER = 3600.0
 
 
 class TandemError(Exception):
@@ -59,9 +63,9 @@ class TandemError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
+        if self.retry_after is None or math.isnan(self.retry_after):
             return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
+        return {"retry-after": str(round(min(max(self.retry_after, 1.0), MAX_RETRY_AFTER)))}
 
 
 class InvalidRequest(TandemError):
