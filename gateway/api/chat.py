@@ -53,7 +53,7 @@ def printable_name(name: str) -> str:
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, state: State
 ) -> Response:
-    route, policy, params = state.router.resolve(body.model, body.options())
+    route, policy, params = state.router.resolve(body.model, body.options(), request.state.key)
     label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
     events = await cached_events(request, state, body, policy, params, policy.chat)

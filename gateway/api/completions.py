@@ -16,7 +16,7 @@ router = APIRouter()
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request, state: State) -> Response:
-    route, policy, params = state.router.resolve(body.model, body.options())
+    route, policy, params = state.router.resolve(body.model, body.options(), request.state.key)
     label(request, route.alias, policy.name, body.stream)
     note_unknown_fields(body)
     events = await cached_events(request, state, body, policy, params, policy.complete)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.api.keys import ApiKey
 from gateway.api.learned_routers import catalog_routers
 from gateway.backends import Backend, build_backend
 from gateway.core.config import AliasSpec, Catalog, CatalogError
@@ -41,14 +42,18 @@ class Router:
         self.routes = routes
         self.backends = backends
 
-    def aliases(self) -> list[str]:
-        return sorted(self.routes)
+    def aliases(self, key: ApiKey | None = None) -> list[str]:
+        """The aliases `key` may use (every one when auth is off)."""
+        return sorted(a for a in self.routes if key is None or key.may_use(a))
 
-    def resolve(self, model: str, options: TandemOptions) -> tuple[Route, Policy, PolicyParams]:
-        """The policy and parameters for one request, with its `tandem` overrides applied."""
+    def resolve(
+        self, model: str, options: TandemOptions, key: ApiKey | None = None
+    ) -> tuple[Route, Policy, PolicyParams]:
+        """The policy and parameters for one request, with its `tandem` overrides applied; an
+        alias the caller's key may not use is as unknown as one that does not exist."""
         route = self.routes.get(model)
-        if route is None:
-            raise ModelNotFound(model, self.aliases())
+        if route is None or (key is not None and not key.may_use(model)):
+            raise ModelNotFound(model, self.aliases(key))
         overrides = options.param_overrides()
         name = options.policy or route.policy.name
         if name == route.policy.name and not overrides:

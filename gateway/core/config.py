@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
+    # tandem_key_tokens_total by key name: one series per key and source, so opt-in
+    metrics_per_key: bool = False
     # origins whose pages may call the API from a browser (README, "CORS"); empty: none
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)

@@ -15,6 +15,7 @@ from gateway.api import chat, completions, errors, health, models, playground
 from gateway.api.auth import KeyChecker, open_access_warning
 from gateway.api.cors import with_cors
 from gateway.api.gate import Gate
+from gateway.api.keys import load_keys
 from gateway.api.routing import Router, build_router
 from gateway.api.state import AppState
 from gateway.api.streaming import BODY_SEND
@@ -32,9 +33,11 @@ def build_state(settings: Settings, tracer: RequestTracer | None = None) -> AppS
     """Validate everything that can be validated without starting a backend."""
     catalog = load_catalog(settings)
     router = build_router(catalog, str(settings.catalog_path()))
-    keys = KeyChecker(settings.all_api_keys())
+    keys = KeyChecker(load_keys(settings, router.routes))
     metrics = Metrics()
-    return AppState(settings, router, metrics, keys, tracer, cache_services(settings, metrics))
+    metrics.per_key = settings.metrics_per_key
+    services = cache_services(settings, metrics, keys.any_own_limits)
+    return AppState(settings, router, metrics, keys, tracer, services)
 
 
 async def start_backends(router: Router) -> None:
