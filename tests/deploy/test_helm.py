@@ -305,11 +305,70 @@ def test_no_api_keys_means_no_key_file(default: Rendered) -> None:
 
 def test_bundled_redis_is_reached_through_its_service(all_on: Rendered) -> None:
     service = all_on.one("Service", "redis")
-    url = env_of(all_on.gateway_container())["TANDEM_REDIS_URL"]["value"]
-    assert url == f"redis://{service['metadata']['name']}:6379/0"
+    env = env_of(all_on.gateway_container())
+    url = env["TANDEM_REDIS_URL"]["value"]
+    assert url == f"redis://:$(REDIS_PASSWORD)@{service['metadata']['name']}:6379/0"
+    names = list(env)  # Kubernetes expands $(VAR) only from variables defined before it
+    assert names.index("REDIS_PASSWORD") < names.index("TANDEM_REDIS_URL")
     redis = pod_spec(all_on.one("Deployment", "redis"))["containers"][0]
     assert "--save" in redis["args"]
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+
+
+def test_redis_evicts_only_expiring_keys_and_asks_for_a_password(
+    all_on: Rendered, render: Render
+) -> None:
+    redis = pod_spec(all_on.one("Deployment", "redis"))["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"  # buckets never expire
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    secret = {"name": "redis-password", "key": "password"}
+    gateway_env, redis_env = env_of(all_on.gateway_container()), env_of(redis)
+    for env, name in (
+        (redis_env, "REDIS_PASSWORD"),
+        (redis_env, "REDISCLI_AUTH"),
+        (gateway_env, "REDIS_PASSWORD"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"] == secret
+    open_redis = render(NO_KEYS_VALUES, **{"redis.bundled.enabled": True})
+    plain = pod_spec(open_redis.one("Deployment", "redis"))["containers"][0]
+    assert "--requirepass" not in plain["args"]
+    assert "env" not in plain
+    url = env_of(open_redis.gateway_container())["TANDEM_REDIS_URL"]["value"]
+    assert url == "redis://rel-tandem-redis:6379/0"
+
+
+def test_vllm_api_key_comes_from_its_secret_to_both_sides(all_on: Rendered) -> None:
+    secret = {"name": "vllm-api-key", "key": "api-key"}
+    vllm = pod_spec(all_on.one("Deployment", "vllm"))["containers"][0]
+    assert env_of(vllm)["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == secret
+    gateway = env_of(all_on.gateway_container())
+    assert gateway["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == secret
+
+
+def test_only_the_gateway_reaches_redis_and_vllm(all_on: Rendered, default: Rendered) -> None:
+    gateway_labels = all_on.gateway()["spec"]["template"]["metadata"]["labels"].items()
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in all_on.all("NetworkPolicy")
+    }
+    assert sorted(policies) == ["redis", "vllm"]
+    for component, port in (("redis", 6379), ("vllm", 8000)):
+        spec = policies[component]["spec"]
+        target = all_on.one("Deployment", component)["spec"]["template"]["metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= target.items()
+        assert spec["policyTypes"] == ["Ingress"]
+        (rule,) = spec["ingress"]
+        (source,) = rule["from"]
+        assert source["podSelector"]["matchLabels"].items() <= gateway_labels
+        assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+    assert default.all("NetworkPolicy") == []  # nothing bundled, nothing to fence
+
+
+def test_network_policies_can_be_switched_off(render: Render) -> None:
+    rendered = render(ALL_ON_VALUES, **{"networkPolicy.enabled": False})
+    assert rendered.all("NetworkPolicy") == []
 
 
 def test_vllm_requests_gpus_and_has_its_own_probes(all_on: Rendered) -> None:
