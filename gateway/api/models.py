@@ -23,6 +23,11 @@ def model_card(route: Route) -> dict[str, Any]:
             "policy": route.policy.name,
             "roles": sorted(route.spec.backends),
             "description": route.spec.description,
+            # what a request may set in `tandem` on this alias, and within what
+            "overrides": {
+                key: rule.model_dump(exclude_none=True)
+                for key, rule in route.spec.overrides.items()
+            },
         },
     }
 

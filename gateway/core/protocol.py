@@ -61,8 +61,9 @@ def parse_cache_control(value: Any) -> Any:
 class TandemOptions(WireModel):
     """Per-request options in `extra_body={"tandem": {...}}`.
 
-    Besides the fields below, any key is taken as an override of the policy's parameters and
-    validated against them (an unknown or bad one is a 400 naming `tandem.<key>`).
+    Besides the fields below, any key is taken as an override of the policy's parameters: the
+    alias's catalog entry must declare it (gateway/core/overrides.py), and the policy validates
+    its value (otherwise a 400 naming `tandem.<key>`).
     """
 
     policy: str | None = None
