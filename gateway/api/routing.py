@@ -106,7 +106,7 @@ def _build_route(
     except ParamError as exc:
         raise CatalogError(source, f"{key}.params.{exc.key}", exc.message) from None
     others = _switchable(alias, spec, role_backends, routers, source)
-    _check_override_keys(spec, [policy, *others.values()], f"{source}", f"{key}.overrides")
+    _check_override_keys(spec, [policy, *others.values()], source, f"{key}.overrides")
     return Route(alias, spec, policy, params, others=others)
 
 
