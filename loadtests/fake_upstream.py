@@ -8,8 +8,10 @@ client went away before the answer was complete.
 Modes: `ok`; `tools` (streams one tool call in fragments); `error` (status + body in an
 OpenAI, vLLM or plain-text shape); `hang` (never answers); `close_mid` (drops the connection
 after `close_after` chunks); `stall_mid` (stops sending, connection open, after `close_after`
-chunks); `error_in_stream` (an in-band error event after `close_after`
-chunks). With `fail_rate` > 0 that share of requests, drawn at random, answers as `error` does.
+chunks); `error_in_stream` (an in-band error event, code `error_status`, after `close_after`
+chunks); `bad_choices` (a chunk whose `choices` is `bad_choices`, then `[DONE]`). With
+`fail_rate` > 0 that share of requests, drawn at random, answers as `error` does. `retry_after`
+is sent as the `Retry-After` header of an `error` answer.
 
 Run alone: `python -m loadtests.fake_upstream --port 9000 --ttft 0.02 --itl 0.01 --chunks 64`
 (`--tps 100` sets the ITL from tokens per second; `--no-record` keeps memory flat in long runs).
@@ -58,6 +60,8 @@ class FakeConfig:
     send_usage: bool = True
     comments: bool = False
     fail_rate: float = 0.0
+    retry_after: str | None = None
+    bad_choices: Any = None
 
 
 @dataclass
@@ -90,8 +94,9 @@ def count_prompt(body: dict[str, Any]) -> int:
 
 def error_body(config: FakeConfig) -> Response:
     message = config.error_message
+    headers = {} if config.retry_after is None else {"retry-after": config.retry_after}
     if config.error_shape == "text":
-        return PlainTextResponse(message, status_code=config.error_status)
+        return PlainTextResponse(message, status_code=config.error_status, headers=headers)
     if config.error_shape == "vllm":
         payload: dict[str, Any] = {
             "object": "error",
@@ -101,7 +106,7 @@ def error_body(config: FakeConfig) -> Response:
         }
     else:
         payload = {"error": {"message": message, "type": "server_error", "code": None}}
-    return JSONResponse(payload, status_code=config.error_status)
+    return JSONResponse(payload, status_code=config.error_status, headers=headers)
 
 
 class FakeUpstream:
@@ -186,6 +191,10 @@ class FakeUpstream:
                         ]
                     }
                 )
+            if config.mode == "bad_choices":
+                yield event({"choices": config.bad_choices})
+                yield b"data: [DONE]\n\n"
+                return
             if config.mode == "tools":
                 for fragment in TOOL_CALL_FRAGMENTS:
                     yield event(
@@ -210,11 +219,8 @@ class FakeUpstream:
                     await asyncio.sleep(3600)
                 if config.mode in ("close_mid", "error_in_stream") and k == config.close_after:
                     if config.mode == "error_in_stream":
-                        yield (
-                            b'data: {"error": {"message": "'
-                            + config.error_message.encode()
-                            + b'"}}\n\n'
-                        )
+                        error = {"message": config.error_message, "code": config.error_status}
+                        yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
                         break
                     raise ConnectionAbortedError("scripted mid-stream close")
                 if config.comments:

@@ -67,6 +67,7 @@ def catalog_for(upstream_url: str) -> dict[str, Any]:
                 "policy": "direct",
                 "backends": {"small": "echo", "large": "up"},
                 "params": {"role": "small"},
+                "overrides": {"role": {"choices": ["small", "large"]}},
             },
         },
     }

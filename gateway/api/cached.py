@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from gateway.api.limits import own_limits
 from gateway.api.state import AppState
 from gateway.core.events import EventStream
 from gateway.core.protocol import SamplingFields
@@ -35,5 +36,6 @@ async def cached_events(
     with lent(Services(services.store, state.metrics, key_id)):  # e.g. the plan cache
         events = produce(body, params)
     if services.limiter is not None:
-        events = services.limiter.metered(key_id, events)
+        limits = own_limits(request.state.key, services.limiter.limits)
+        events = services.limiter.metered(key_id, events, limits)
     return services.responses.record(lookup, events)

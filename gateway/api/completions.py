@@ -17,7 +17,7 @@ router = APIRouter()
 
 @router.post("/v1/completions", response_model=None)
 async def create_completion(body: CompletionRequest, request: Request, state: State) -> Response:
-    route, policy, params = state.router.resolve(body.model, body.options())
+    route, policy, params = state.router.resolve(body.model, body.options(), request.state.key)
     label(request, route.alias, policy.name, body.stream)
     check_limits(body, route.limits)
     note_unknown_fields(body)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.errors import error_response
 from gateway.api.hot import hot_route
 from gateway.api.hot import serve as serve_hot
+from gateway.api.keys import ApiKey
 from gateway.api.limits import admit, tandem_headers
 from gateway.api.state import AppState
 from gateway.core.context import RequestFacts, accept_request_id, request_id
@@ -106,8 +107,12 @@ class Gate:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
         body: bytes | None = None
         try:
-            scope["state"]["key_id"] = self._authenticate(scope, state)
+            key = self._authenticate(scope, state)
+            scope["state"]["key"] = key
+            scope["state"]["key_id"] = key.key_id if key is not None else None
+            scope["state"]["facts"].key_name = key.name if key is not None else None
             await admit(scope, state)
+            route = hot_route(scope["method"], scope["path"], _header(scope, b"content-type"))
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 settings = state.settings
                 async with asyncio.timeout(settings.body_timeout_seconds):
@@ -121,7 +126,6 @@ class Gate:
         if body is None:
             await self.app(scope, receive, send)
             return
-        route = hot_route(scope["method"], scope["path"], _header(scope, b"content-type"))
         if route is not None:
             await serve_hot(route, body, scope, receive, send, state)
         else:
@@ -148,7 +152,7 @@ class Gate:
         return stamped
 
     @staticmethod
-    def _authenticate(scope: Scope, state: AppState) -> str | None:
+    def _authenticate(scope: Scope, state: AppState) -> ApiKey | None:
         path: str = scope["path"]
         if path.startswith(OPEN_PATHS) or (
             path.startswith("/metrics") and not state.settings.metrics_require_auth
@@ -186,8 +190,8 @@ def finish(state: AppState, facts: RequestFacts) -> None:
 
 
 def access_fields(facts: RequestFacts, seconds: float) -> dict[str, Any]:
-    """What the access line says: ids, route, status, timings, token counts; never a prompt,
-    an answer or a key."""
+    """What the access line says: ids, the key's name, route, status, timings, token counts;
+    never a prompt, an answer or a key."""
     return {
         "event": "request",
         "request_id": facts.request_id,
@@ -195,6 +199,7 @@ def access_fields(facts: RequestFacts, seconds: float) -> dict[str, Any]:
         "path": facts.path,
         "model": facts.model,
         "policy": facts.policy,
+        "key": facts.key_name,
         "status": facts.status,
         "stream": facts.stream,
         "duration_ms": round(seconds * 1000, 2),

@@ -4,10 +4,13 @@ Between the gate and a model route FastAPI spends about 0.28 ms of CPU per reque
 exception middleware, router, request handler and dependency solver, and a `json.loads` before
 pydantic validates the result): a quarter of what Tandem adds to the time to first token
 (README, "The relay's hot path"). For `POST /v1/chat/completions` and `POST /v1/completions`
-with a JSON body, the gate calls the same endpoint functions itself, after one
-`model_validate_json` of the body it has already read; errors map to the same envelopes. Any
-other content type takes FastAPI's way, and the routes stay declared there for the OpenAPI
-schema.
+the gate calls the same endpoint functions itself, after one `model_validate_json` of the body
+it has already read; errors map to the same envelopes. The routes stay declared in FastAPI for
+the OpenAPI schema.
+
+Their body must be declared JSON (`application/json` or `application/*+json`), else 415: a web
+page may POST `text/plain` or a form to any origin without a CORS preflight, so a body read as
+JSON whatever its type would let any page the user visits call a keyless local Tandem.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from gateway.api.disconnect import until_disconnected
 from gateway.api.errors import error_response, validation_error
 from gateway.api.responses import CLIENT_CLOSED, WATCHED
 from gateway.api.state import AppState
-from gateway.core.errors import TandemError
+from gateway.core.errors import TandemError, UnsupportedMediaType
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 Endpoint = Callable[[Any, Request, AppState], Awaitable[Response]]
@@ -47,18 +50,20 @@ ROUTES = {
 
 
 def hot_route(method: str, path: str, content_type: str | None) -> HotRoute | None:
-    """The route to serve here, if the request is one of them with a JSON body (or no type)."""
+    """The route to serve here, if the request is one of them; 415 unless its body is JSON."""
     route = ROUTES.get(path)
     if route is None or method != "POST":
         return None
-    if content_type is not None and not parsed_as_json(content_type):
-        return None
+    if content_type is None or not parsed_as_json(content_type):
+        raise UnsupportedMediaType(
+            "Send the request body as JSON, with 'Content-Type: application/json'.",
+            param="content-type",
+        )
     return route
 
 
 def parsed_as_json(content_type: str) -> bool:
-    """FastAPI's own rule for a body it reads as JSON: application/json or application/*+json
-    (any other type reaches validation as bytes, so those requests keep FastAPI's way)."""
+    """FastAPI's own rule for a body it reads as JSON: application/json or application/*+json."""
     maintype, _, subtype = content_type.split(";", 1)[0].strip().lower().partition("/")
     return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 

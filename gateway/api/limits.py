@@ -11,8 +11,9 @@ from typing import cast
 
 from starlette.types import Scope
 
+from gateway.api.keys import ApiKey
 from gateway.api.state import AppState
-from gateway.stores.ratelimit import refusal
+from gateway.stores.ratelimit import Limits, refusal
 
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
@@ -22,10 +23,25 @@ async def admit(scope: Scope, state: AppState) -> None:
     limiter = state.cache.limiter
     if limiter is None or not scope["path"].startswith("/v1/"):
         return
-    admission = await limiter.admit(scope["state"].get("key_id"))
+    key: ApiKey | None = scope["state"].get("key")
+    admission = await limiter.admit(key_id_of(key), own_limits(key, limiter.limits))
     scope["state"]["ratelimit_headers"] = admission.headers
     if not admission.allowed:
         raise refusal(admission)
+
+
+def key_id_of(key: ApiKey | None) -> str | None:
+    return None if key is None else key.key_id
+
+
+def own_limits(key: ApiKey | None, default: Limits) -> Limits:
+    """The key's own limits where it sets them, the global ones elsewhere."""
+    if key is None or (key.rpm is None and key.tpm is None):
+        return default
+    return Limits(
+        default.requests_per_minute if key.rpm is None else key.rpm,
+        default.tokens_per_minute if key.tpm is None else key.tpm,
+    )
 
 
 def tandem_headers(scope: Scope) -> list[tuple[bytes, bytes]]:

@@ -81,6 +81,8 @@ def note_report(metrics: Metrics, facts: RequestFacts, report: Report) -> None:
         return  # a replayed answer cost the models nothing
     for source, count in report.tokens.items():
         metrics.tokens.labels(facts.model, source).inc(count)
+        if metrics.per_key and facts.key_name is not None:
+            metrics.key_tokens.labels(facts.key_name, source).inc(count)
     if report.interventions:
         metrics.interventions.labels(facts.model).inc(report.interventions)
     for seconds in report.large_call_seconds:

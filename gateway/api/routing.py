@@ -1,16 +1,24 @@
-"""The catalog, built: model aliases resolved to a policy, its parameters and its backends."""
+"""The catalog, built: model aliases resolved to a policy, its parameters and its backends.
+
+Everything a request may pick is built here, at start-up: the policies an alias lets a request
+switch to, and with each policy its circuit breaker. A request only chooses among them, within
+what the alias's `overrides` allow (gateway/core/overrides.py).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from gateway.api.keys import ApiKey
+from gateway.api.learned_routers import catalog_routers
 from gateway.backends import Backend, build_backend
 from gateway.core.bounds import RequestLimits
 from gateway.core.config import AliasSpec, Catalog, CatalogError
 from gateway.core.errors import InvalidRequest, ModelNotFound
+from gateway.core.overrides import check_overrides
 from gateway.core.protocol import TandemOptions
 from gateway.core.registry import UnknownName
 from gateway.policies import ParamError, Policy, PolicyParams, policies
@@ -24,15 +32,11 @@ class Route:
     params: PolicyParams
     limits: RequestLimits = field(default_factory=RequestLimits)
     created: int = field(default_factory=lambda: int(time.time()))
-    _others: dict[str, Policy] = field(default_factory=dict)
+    others: dict[str, Policy] = field(default_factory=dict)
 
-    def policy_named(self, name: str, backends: Mapping[str, Backend]) -> Policy:
-        """The alias's own policy, or another one over the same backends (built once)."""
-        if name == self.policy.name:
-            return self.policy
-        if name not in self._others:
-            self._others[name] = policies.get(name)(self.alias, backends)
-        return self._others[name]
+    def policy_named(self, name: str) -> Policy:
+        """The alias's own policy, or one it lets a request switch to (built at start-up)."""
+        return self.policy if name == self.policy.name else self.others[name]
 
 
 class Router:
@@ -40,22 +44,25 @@ class Router:
         self.routes = routes
         self.backends = backends
 
-    def aliases(self) -> list[str]:
-        return sorted(self.routes)
+    def aliases(self, key: ApiKey | None = None) -> list[str]:
+        """The aliases `key` may use (every one when auth is off)."""
+        return sorted(a for a in self.routes if key is None or key.may_use(a))
 
-    def resolve(self, model: str, options: TandemOptions) -> tuple[Route, Policy, PolicyParams]:
-        """The policy and parameters for one request, with its `tandem` overrides applied."""
+    def resolve(
+        self, model: str, options: TandemOptions, key: ApiKey | None = None
+    ) -> tuple[Route, Policy, PolicyParams]:
+        """The policy and parameters for one request, with its `tandem` overrides applied; an
+        alias the caller's key may not use is as unknown as one that does not exist."""
         route = self.routes.get(model)
-        if route is None:
-            raise ModelNotFound(model, self.aliases())
+        if route is None or (key is not None and not key.may_use(model)):
+            raise ModelNotFound(model, self.aliases(key))
         overrides = options.param_overrides()
-        if options.policy is None and not overrides:
-            return route, route.policy, route.params
         name = options.policy or route.policy.name
-        try:
-            policy = route.policy_named(name, self._role_backends(route.spec))
-        except UnknownName as exc:
-            raise InvalidRequest(str(exc), param="tandem.policy") from None
+        if name == route.policy.name and not overrides:
+            return route, route.policy, route.params
+        switch = {} if name == route.policy.name else {"policy": name}
+        check_overrides(route.alias, route.spec.overrides, {**switch, **overrides})
+        policy = route.policy_named(name)
         base = route.spec.params if name == route.policy.name else {}
         try:
             params = policy.parse_params({**base, **overrides})
@@ -63,24 +70,27 @@ class Router:
             raise InvalidRequest(exc.message, param=f"tandem.{exc.key}") from None
         return route, policy, params
 
-    def _role_backends(self, spec: AliasSpec) -> dict[str, Backend]:
-        return {role: self.backends[name] for role, name in spec.backends.items()}
-
 
 def build_router(catalog: Catalog, source: str, limits: RequestLimits | None = None) -> Router:
     """Construct every backend and policy; a catalog that cannot be served raises CatalogError.
     `limits`: the defaults each alias's own `limits` override."""
     defaults = limits or RequestLimits()
     backends = {name: build_backend(name, spec, source) for name, spec in catalog.backends.items()}
+    routers = catalog_routers(catalog.routers, source)
     routes = {
-        alias: _build_route(alias, spec, backends, source, defaults)
+        alias: _build_route(alias, spec, backends, routers, source, defaults)
         for alias, spec in catalog.models.items()
     }
     return Router(routes, backends)
 
 
 def _build_route(
-    alias: str, spec: AliasSpec, backends: dict[str, Backend], source: str, limits: RequestLimits
+    alias: str,
+    spec: AliasSpec,
+    backends: dict[str, Backend],
+    routers: dict[str, Path],
+    source: str,
+    limits: RequestLimits,
 ) -> Route:
     key = f"models.{alias}"
     try:
@@ -95,9 +105,55 @@ def _build_route(
                 source, f"{key}.backends.{role}", f"no backend named '{name}'; known: {known}"
             )
         role_backends[role] = backends[name]
-    policy = cls(alias, role_backends)
+    policy = cls(alias, role_backends, routers)
     try:
         params = policy.parse_params(spec.params)
     except ParamError as exc:
         raise CatalogError(source, f"{key}.params.{exc.key}", exc.message) from None
-    return Route(alias, spec, policy, params, spec.limits.over(limits))
+    others = _switchable(alias, spec, role_backends, routers, source)
+    _check_override_keys(spec, [policy, *others.values()], source, f"{key}.overrides")
+    return Route(alias, spec, policy, params, spec.limits.over(limits), others=others)
+
+
+def _switchable(
+    alias: str,
+    spec: AliasSpec,
+    role_backends: dict[str, Any],
+    routers: dict[str, Path],
+    source: str,
+) -> dict[str, Policy]:
+    """The policies `overrides.policy.choices` lets a request switch to, built with defaults."""
+    rule = spec.overrides.get("policy")
+    if rule is None:
+        return {}
+    key = f"models.{alias}.overrides.policy"
+    if rule.choices is None:
+        raise CatalogError(source, key, "switching policy needs its 'choices'")
+    others: dict[str, Policy] = {}
+    for name in rule.choices:
+        if name == spec.policy:
+            continue
+        try:
+            other = policies.get(str(name))(alias, role_backends, routers)
+            other.parse_params({})
+        except UnknownName as exc:
+            raise CatalogError(source, key, str(exc)) from None
+        except ParamError as exc:
+            raise CatalogError(source, key, f"'{name}': {exc.message}") from None
+        others[str(name)] = other
+    return others
+
+
+def _check_override_keys(spec: AliasSpec, policies_: list[Policy], source: str, key: str) -> None:
+    """Every overridable key is a parameter of a policy the alias may run, set per request."""
+    for name in spec.overrides:
+        if name == "policy":
+            continue
+        owners = [p for p in policies_ if name in p.Params.model_fields]
+        if not owners:
+            known = sorted({f for p in policies_ for f in p.Params.model_fields})
+            raise CatalogError(
+                source, f"{key}.{name}", f"not a parameter; known: {', '.join(known) or 'none'}"
+            )
+        if any(name in p.Params.fixed for p in owners):
+            raise CatalogError(source, f"{key}.{name}", "set once per alias; not per request")

@@ -195,7 +195,7 @@ class MLXCore:
                 seed = sampling.seed
                 if seed is None:
                     seed = int.from_bytes(os.urandom(4))
-                self.key = mx.random.key(seed)
+                self.key = mx.random.key(seed % 2**64)  # offsets may leave the int64 range
             self.key, use = mx.random.split(self.key)
             token = sample(logprobs, sampling, use)
         return TokenChoice(token, as_floats(logprobs[token][None])[0], top(logprobs, k))

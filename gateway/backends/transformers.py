@@ -169,7 +169,8 @@ class TorchCore:
             if seed is None:
                 self.generator.seed()
             else:
-                self.generator.manual_seed(seed)
+                # a request's seed is an int64, but the choices' seeds add their index to it
+                self.generator.manual_seed(seed % 2**64)
         return self.generator
 
     def reuse(self) -> None:

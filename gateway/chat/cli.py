@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.chat.client import Alias, Answer, ChatClient, ChatError
-from gateway.chat.render import Renderer, stats_lines
+from gateway.chat.render import Renderer, for_stream, stats_lines
 from gateway.core.config import CatalogError
 
 DESCRIPTION = (
@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `chat` subcommand's options."""
     parser.add_argument("--url", help=f"Tandem's base URL (default $TANDEM_URL or {DEFAULT_URL})")
     parser.add_argument("--model", help="alias (default: the first collab alias, else the first)")
-    parser.add_argument("--api-key", help="default $TANDEM_API_KEY, then $OPENAI_API_KEY")
+    # never $OPENAI_API_KEY: that key is OpenAI's, and --url may point anywhere
+    parser.add_argument("--api-key", help="default $TANDEM_API_KEY")
     parser.add_argument("--temperature", type=float, default=0.0, help="default 0 (greedy)")
     parser.add_argument(
         "--max-tokens", type=int, default=128, help="default 128 (a HAWKEYE plan counts in it)"
@@ -317,7 +318,7 @@ def main(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"tandem chat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    key = args.api_key or os.environ.get("TANDEM_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    key = args.api_key or os.environ.get("TANDEM_API_KEY")
     try:
         with ExitStack() as stack:
             url = args.url or os.environ.get("TANDEM_URL") or DEFAULT_URL
@@ -337,8 +338,8 @@ def main(args: argparse.Namespace) -> int:
                     return session(runner, client, args)
                 finally:
                     runner.run(client.aclose())
-    except ChatError as exc:
-        print(f"tandem chat: {exc}", file=sys.stderr)
+    except ChatError as exc:  # its text may come from the server
+        print(f"tandem chat: {for_stream(str(exc), sys.stderr)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         print(file=sys.stderr)

@@ -1,12 +1,16 @@
 """What `tandem chat` prints: each piece styled by the model that wrote it, with rich.
 
-Model text is written as rich `Segment`s, never as `Text` or markup: `Text` would strip control
-characters and expand tabs, markup would read `[` as a tag. So what the API streamed is what the
-terminal gets, between the style's escape codes; with `--no-color` (or output that is not a
+Model text is written as rich `Segment`s, never as `Text` or markup: `Text` would expand tabs
+and strip only some control characters, markup would read `[` as a tag. On a terminal, every
+control character but newline and tab is removed from what the server sent (model text, plans,
+error messages, alias names): an escape sequence in an answer could set the clipboard (OSC 52),
+clear the screen or retitle the window. To a pipe with `--no-color` (or any output that is not a
 terminal) there are no escape codes and the bytes are exactly the API's content.
 """
 
 from __future__ import annotations
+
+from typing import TextIO
 
 from rich.console import Console
 from rich.segment import Segment, Segments
@@ -24,6 +28,8 @@ STYLES: dict[str, Style | None] = {
     "cache": Style(color="green", dim=True),
     "main": None,
 }
+#: C0 controls but tab and newline, DEL, and C1 controls (0x9b is a one-byte CSI, 0x9d an OSC)
+CONTROLS = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
 PLAN_LABEL = Style(color="magenta", bold=True)
 MUTED = Style(dim=True)
 ERROR = Style(color="red", bold=True)
@@ -94,10 +100,10 @@ class Renderer:
         self.err.print(Text("(stopped)", MUTED))
 
     def info(self, text: str) -> None:
-        self.out.print(Text(text), soft_wrap=True)
+        self.out.print(Text(shown(self.out, text)), soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.err.print(Text(f"tandem chat: {message}", ERROR), soft_wrap=True)
+        self.err.print(Text(f"tandem chat: {shown(self.err, message)}", ERROR), soft_wrap=True)
 
     def _end_plan(self) -> None:
         if self._in_plan:
@@ -106,7 +112,19 @@ class Renderer:
 
 
 def write(console: Console, text: str, style: Style | None) -> None:
-    console.print(Segments([Segment(text, style)]), end="", crop=False, soft_wrap=True)
+    segment = Segment(shown(console, text), style)
+    console.print(Segments([segment]), end="", crop=False, soft_wrap=True)
+
+
+def for_stream(text: str, stream: TextIO) -> str:
+    """`text` for a stream written outside rich: the same rule as `shown`."""
+    return text.translate(CONTROLS) if stream.isatty() else text
+
+
+def shown(console: Console, text: str) -> str:
+    """`text` as it may reach `console`: without control characters on a terminal, as is
+    otherwise (a pipe gets the exact bytes)."""
+    return text.translate(CONTROLS) if console.is_terminal else text
 
 
 def stats_lines(answer: Answer) -> list[str]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.core.bounds import AliasLimits, RequestLimits
+from gateway.core.overrides import OverrideRule
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "default_catalog.yaml"
 
@@ -46,6 +47,8 @@ class AliasSpec(BaseModel):
     policy: str
     backends: dict[str, str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    # the `tandem` keys a client may set on this alias (gateway/core/overrides.py)
+    overrides: dict[str, OverrideRule] = Field(default_factory=dict)
     description: str | None = None
     limits: AliasLimits = Field(default_factory=AliasLimits)
 
@@ -54,6 +57,8 @@ class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: dict[str, BackendSpec] = Field(default_factory=dict)
     models: dict[str, AliasSpec] = Field(default_factory=dict)
+    # learned-trigger routers by name; a path relative to the catalog's own directory
+    routers: dict[str, Path] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -71,6 +76,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
+    # tandem_key_tokens_total by key name: one series per key and source, so opt-in
+    metrics_per_key: bool = False
+    # origins whose pages may call the API from a browser (README, "CORS"); empty: none
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
     # Bounded work per request: limits (gateway/core/bounds.py), load shedding, the body guard
     limits: RequestLimits = Field(default_factory=RequestLimits)
@@ -109,9 +118,9 @@ class Settings(BaseSettings):
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
@@ -120,16 +129,21 @@ class Settings(BaseSettings):
         return self.config or DEFAULT_CATALOG
 
     def all_api_keys(self) -> list[str]:
-        """Keys from the environment plus one per line of the key file (`#` comments)."""
+        """Keys from the environment plus one per line of the key file (`#` comments). A key
+        file without a key stops the start: its owner meant to ask for keys, and an open API
+        is not what a mistyped or empty Secret should give."""
         keys = list(self.api_keys)
         if self.api_keys_file is not None:
+            path = str(self.api_keys_file)
             try:
                 lines = self.api_keys_file.read_text().splitlines()
             except OSError as exc:
-                raise CatalogError(
-                    str(self.api_keys_file), "api_keys_file", exc.strerror or ""
-                ) from None
-            keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+                raise CatalogError(path, "api_keys_file", exc.strerror or "") from None
+            stripped = (line.strip() for line in lines)
+            found = [line for line in stripped if line and not line.startswith("#")]
+            if not found:
+                raise CatalogError(path, "api_keys_file", "holds no key (blank or comments only)")
+            keys += found
         return keys
 
 

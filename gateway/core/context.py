@@ -38,6 +38,7 @@ class RequestFacts:
     tokens: dict[str, int] = field(default_factory=dict)
     degraded: bool = False
     error_code: str | None = None
+    key_name: str | None = None  # the API key's name, never the key
 
     def elapsed(self) -> float:
         return perf_counter() - self.started

@@ -8,6 +8,7 @@ TandemError                      500 internal_error
 ├── ModelNotFound                404 model_not_found, lists the aliases
 ├── RequestTimeout               408 the request body did not arrive in time
 ├── PayloadTooLarge              413 request body over the configured limit
+├── UnsupportedMediaType         415 a model route's body is not declared JSON
 ├── RateLimited                  429 rate_limit_error
 ├── Overloaded                   503 the gateway sheds load
 └── UpstreamError                502 a backend failed
@@ -23,7 +24,11 @@ translates aiohttp errors), so everything above the backends deals in these type
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
+
+#: the longest Retry-After a client is told (an hour): beyond it a number means "not soon"
+MAX_RETRY_AFTER = 3600.0
 
 
 class TandemError(Exception):
@@ -59,9 +64,9 @@ class TandemError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
+        if self.retry_after is None or math.isnan(self.retry_after):
             return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
+        return {"retry-after": str(round(min(max(self.retry_after, 1.0), MAX_RETRY_AFTER)))}
 
 
 class InvalidRequest(TandemError):
@@ -106,6 +111,12 @@ class PayloadTooLarge(TandemError):
     status = 413
     type = "invalid_request_error"
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(TandemError):
+    status = 415
+    type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class RateLimited(TandemError):

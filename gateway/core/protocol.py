@@ -62,8 +62,9 @@ def parse_cache_control(value: Any) -> Any:
 class TandemOptions(WireModel):
     """Per-request options in `extra_body={"tandem": {...}}`.
 
-    Besides the fields below, any key is taken as an override of the policy's parameters and
-    validated against them (an unknown or bad one is a 400 naming `tandem.<key>`).
+    Besides the fields below, any key is taken as an override of the policy's parameters: the
+    alias's catalog entry must declare it (gateway/core/overrides.py), and the policy validates
+    its value (otherwise a 400 naming `tandem.<key>`).
     """
 
     policy: str | None = None
@@ -118,7 +119,7 @@ class SamplingFields(WireModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=128)
     stop: Stop = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as vLLM takes
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None

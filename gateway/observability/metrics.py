@@ -104,6 +104,14 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        # one series per key and source: opt-in (TANDEM_METRICS_PER_KEY), for its cardinality
+        self.per_key = False
+        self.key_tokens = Counter(
+            "tandem_key_tokens",
+            "Completion tokens by API key name and source (with TANDEM_METRICS_PER_KEY)",
+            ["key", "source"],
+            registry=r,
+        )
 
     def record(self, model: str, policy: str, status: int, seconds: float) -> None:
         self.requests.labels(model, policy, str(status)).inc()

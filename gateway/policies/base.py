@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +20,8 @@ RoleNeed = Literal["essential", "optional"]
 
 class PolicyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: parameters read once, from the catalog, when the alias is built: no request changes them
+    fixed: ClassVar[frozenset[str]] = frozenset()
 
 
 class ParamError(ValueError):
@@ -31,14 +34,21 @@ class ParamError(ValueError):
 
 
 class Policy(ABC):
-    """Turns requests into events using the alias's backends, keyed by role."""
+    """Turns requests into events using the alias's backends, keyed by role; `routers` are the
+    catalog's learned-trigger routers by name (the only files a parameter may point at)."""
 
     name: ClassVar[str]
     Params: ClassVar[type[PolicyParams]] = PolicyParams
 
-    def __init__(self, alias: str, backends: Mapping[str, Backend]) -> None:
+    def __init__(
+        self,
+        alias: str,
+        backends: Mapping[str, Backend],
+        routers: Mapping[str, Path] | None = None,
+    ) -> None:
         self.alias = alias
         self.backends = dict(backends)
+        self.routers = dict(routers or {})
 
     def parse_params(self, raw: Mapping[str, Any]) -> PolicyParams:
         """Validate parameters against `Params`, then against the backends this alias has."""

@@ -7,17 +7,21 @@ When the two tokenizers' fingerprints match, the models exchange token ids; othe
 re-tokenised exactly at the seam (`gateway.policies.seam`). The loop itself is in
 `gateway.policies.collab_loop`.
 
-Parameters (catalog `params`, or per request in `extra_body={"tandem": {...}}`): `trigger`,
-`threshold`, `router` (a `.json` file, for `learned`), `span` (large tokens per intervention,
-1-32), `span_stop` (end a span at punctuation or a newline), `draft` (tokens the small model
-drafts while the large one works; 0: off), `deadline` (seconds per intervention before the
-small model's token is used), `breaker_failures`/`breaker_cooldown`, `top_k`, `max_tokens`.
+Parameters (catalog `params`, or per request in `extra_body={"tandem": {...}}` where the
+alias's `overrides` allow it): `trigger`, `threshold`, `router` (the name of one of the
+catalog's `routers`, for `learned`), `span` (large tokens per intervention, 1-32), `span_stop`
+(end a span at punctuation or a newline), `draft` (tokens the small model drafts while the
+large one works; 0: off), `deadline` (seconds per intervention before the small model's token
+is used), `top_k`, `max_tokens`; and `breaker_failures`/`breaker_cooldown`, read once from the
+catalog: the alias has one circuit breaker for its large backend, whatever a request says.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, cast
 
 from pydantic import Field
@@ -40,6 +44,9 @@ from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
 
 BY = "the 'collab' policy"
+#: triggers kept per alias: a threshold is any float, so the cache must forget
+TRIGGER_CACHE_SIZE = 64
+TriggerKey = tuple[str, float | None, str | None]
 
 
 class CollabParams(PolicyParams):
@@ -55,6 +62,8 @@ class CollabParams(PolicyParams):
     top_k: int = Field(default=8, ge=2, le=64)
     max_tokens: int = Field(default=512, ge=1, description="when the request sets none")
 
+    fixed = frozenset({"breaker_failures", "breaker_cooldown"})
+
 
 def has_sessions(backend: Backend) -> bool:
     # not isinstance(TokenBackend): on 3.11 that reads properties, which raise before start
@@ -66,10 +75,15 @@ class CollabPolicy(Policy):
     name = "collab"
     Params = CollabParams
 
-    def __init__(self, alias: str, backends: Mapping[str, Backend]) -> None:
-        super().__init__(alias, backends)
-        self._triggers: dict[tuple[str, float | None, str | None], Trigger] = {}
-        self._breakers: dict[tuple[int, float], CircuitBreaker] = {}
+    def __init__(
+        self,
+        alias: str,
+        backends: Mapping[str, Backend],
+        routers: Mapping[str, Path] | None = None,
+    ) -> None:
+        super().__init__(alias, backends, routers)
+        self._triggers: OrderedDict[TriggerKey, Trigger] = OrderedDict()
+        self._breaker: CircuitBreaker | None = None
         self._http: HTTPSessions | None = None
 
     def check_params(self, params: PolicyParams) -> None:
@@ -81,23 +95,41 @@ class CollabPolicy(Policy):
         if not (has_sessions(large) or isinstance(large, OpenAIBackend)):
             raise ParamError("backends", f"the large backend '{large.name}' has no token sessions")
         self.trigger(p)
+        if self._breaker is None:  # the first parameters checked are the catalog's
+            self._breaker = CircuitBreaker(p.breaker_failures, p.breaker_cooldown)
 
     def trigger(self, p: CollabParams) -> Trigger:
         key = (p.trigger, p.threshold, p.router)
-        if key not in self._triggers:
-            try:
-                self._triggers[key] = triggers.get(p.trigger).build(p.threshold, p.router)
-            except UnknownName as exc:
-                raise ParamError("trigger", str(exc)) from None
-            except TriggerError as exc:
-                raise ParamError("router" if p.router else "trigger", str(exc)) from None
-        return self._triggers[key]
+        found = self._triggers.get(key)
+        if found is not None:
+            self._triggers.move_to_end(key)
+            return found
+        try:
+            built = triggers.get(p.trigger).build(p.threshold, self._router_path(p.router))
+        except UnknownName as exc:
+            raise ParamError("trigger", str(exc)) from None
+        except TriggerError as exc:
+            raise ParamError("router" if p.router else "trigger", str(exc)) from None
+        self._triggers[key] = built
+        if len(self._triggers) > TRIGGER_CACHE_SIZE:
+            self._triggers.popitem(last=False)
+        return built
 
-    def breaker(self, p: CollabParams) -> CircuitBreaker:
-        key = (p.breaker_failures, p.breaker_cooldown)
-        if key not in self._breakers:
-            self._breakers[key] = CircuitBreaker(*key)
-        return self._breakers[key]
+    def _router_path(self, name: str | None) -> str | None:
+        """The catalog's file for a router name: a parameter never names a file itself."""
+        if name is None:
+            return None
+        path = self.routers.get(name)
+        if path is None:
+            known = ", ".join(sorted(self.routers)) or "none"
+            raise ParamError("router", f"no router of that name in the catalog (known: {known})")
+        return str(path)
+
+    def breaker(self) -> CircuitBreaker:
+        if self._breaker is None:  # parameters built without `parse_params`: the defaults
+            p = CollabParams()
+            self._breaker = CircuitBreaker(p.breaker_failures, p.breaker_cooldown)
+        return self._breaker
 
     def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
         # the small model writes every token the large one cannot (degraded, not failed)
@@ -181,7 +213,7 @@ class CollabPolicy(Policy):
             stops=stops,
             max_tokens=n,
             trigger=self.trigger(p),
-            breaker=self.breaker(p),
+            breaker=self.breaker(),
             span=p.span,
             span_stop=p.span_stop,
             draft=p.draft,

@@ -12,13 +12,15 @@ Parameters (catalog `params`, or per request in `extra_body={"tandem": {...}}`):
 `plan_max_tokens`, `plan_temperature` (default: the request's), `plan_prompt`,
 `expand_prompt`, `show_plan`, `plan_timeout_seconds`, `fallback` (`expander`: answer without a
 plan; `planner`: the planner answers alone), `plan_cache`, `plan_cache_ttl`,
-`plan_cache_scope` (`key` or `global`).
+`plan_cache_scope` (`key` or `global`). A request may set only those the alias's catalog
+entry lists under `overrides` (gateway/core/overrides.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import suppress
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -127,8 +129,13 @@ class HawkeyePolicy(Policy):
     name = "hawkeye"
     Params = HawkeyeParams
 
-    def __init__(self, alias: str, backends: Mapping[str, Backend]) -> None:
-        super().__init__(alias, backends)
+    def __init__(
+        self,
+        alias: str,
+        backends: Mapping[str, Backend],
+        routers: Mapping[str, Path] | None = None,
+    ) -> None:
+        super().__init__(alias, backends, routers)
         # plans of requests served outside the app (a benchmark driving the policy directly)
         self._own_store = MemoryStore()
 

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import chat, completions, errors, health, models, playground
-from gateway.api.auth import KeyChecker
+from gateway.api.auth import KeyChecker, open_access_warning
+from gateway.api.cors import with_cors
 from gateway.api.gate import Gate
+from gateway.api.keys import load_keys
 from gateway.api.routing import Router, build_router
 from gateway.api.state import AppState
 from gateway.api.streaming import BODY_SEND
@@ -31,9 +33,11 @@ def build_state(settings: Settings, tracer: RequestTracer | None = None) -> AppS
     """Validate everything that can be validated without starting a backend."""
     catalog = load_catalog(settings)
     router = build_router(catalog, str(settings.catalog_path()), settings.limits)
-    keys = KeyChecker(settings.all_api_keys())
+    keys = KeyChecker(load_keys(settings, router.routes))
     metrics = Metrics()
-    return AppState(settings, router, metrics, keys, tracer, cache_services(settings, metrics))
+    metrics.per_key = settings.metrics_per_key
+    services = cache_services(settings, metrics, keys.any_own_limits)
+    return AppState(settings, router, metrics, keys, tracer, services)
 
 
 async def start_backends(router: Router) -> None:
@@ -58,7 +62,7 @@ class TandemApp(FastAPI):
         # conventions); FastAPI's own OpenTelemetry would look up the global providers on every
         # request
         super().__init__(telemetry={"tracing": False, "metrics": False, "logs": False}, **kwargs)
-        self.gate = Gate(self._framework)
+        self.gate: ASGIApp = Gate(self._framework)
 
     async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -97,6 +101,9 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
             len(state.router.routes),
             ", ".join(state.router.aliases()),
         )
+        warning = open_access_warning(settings.host, state.keys)
+        if warning is not None:
+            log.warning(warning)
         try:
             yield
         finally:
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
                 state.tracer.shutdown()
 
     app = TandemApp(title="Tandem", version="0.1.0", lifespan=lifespan)
+    app.gate = with_cors(app.gate, settings.cors_origins)
     for module in (chat, completions, models, health, playground):
         app.include_router(module.router)
     errors.install(app)

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args)
         state = build_state(settings)
     except CatalogError as exc:
-        print(f"tandem: bad catalog: {exc}", file=sys.stderr)
+        what = "settings" if exc.key == "api_keys_file" else "catalog"
+        print(f"tandem: bad {what}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except ValueError as exc:
         print(f"tandem: bad settings: {exc}", file=sys.stderr)

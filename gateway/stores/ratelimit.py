@@ -55,12 +55,16 @@ class RateLimiter:
         self.local = store if isinstance(store, MemoryStore) else MemoryStore()
         self._metrics = metrics
 
-    async def admit(self, key_id: str | None) -> Admission:
-        """Take one request; an Admission that is not `allowed` says which limit refused."""
-        kinds = self._kinds()
+    async def admit(self, key_id: str | None, limits: Limits | None = None) -> Admission:
+        """Take one request; an Admission that is not `allowed` says which limit refused.
+        `limits`: the key's own, when it has them (else the limiter's)."""
+        limits = limits or self.limits
+        kinds = _kinds(limits)
+        if not kinds:
+            return Admission(True, [])
         # Tokens are charged when the response's usage is known; admission needs one left.
         buckets = [
-            self._bucket(key_id, kind, cost=1 if kind == "requests" else 0) for kind in kinds
+            _bucket(limits, key_id, kind, cost=1 if kind == "requests" else 0) for kind in kinds
         ]
         taken = await self._take(buckets)
         headers: list[tuple[str, str]] = []
@@ -82,36 +86,39 @@ class RateLimiter:
         self._metrics.rate_limited.labels(refused_by).inc()
         return Admission(False, headers, refused_by, waits[refused_by])
 
-    async def debit(self, key_id: str | None, tokens: int) -> None:
+    async def debit(self, key_id: str | None, tokens: int, limits: Limits | None = None) -> None:
         """Charge a finished response's tokens to its key."""
-        if self.limits.tokens_per_minute > 0 and tokens > 0:
-            await self._take([self._bucket(key_id, "tokens", cost=tokens, need=0)])
+        limits = limits or self.limits
+        if limits.tokens_per_minute > 0 and tokens > 0:
+            await self._take([_bucket(limits, key_id, "tokens", cost=tokens, need=0)])
 
-    async def metered(self, key_id: str | None, events: EventStream) -> EventStream:
+    async def metered(
+        self, key_id: str | None, events: EventStream, limits: Limits | None = None
+    ) -> EventStream:
         """The events unchanged; their usage is debited as soon as it is known."""
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, Usage):
-                    await self.debit(key_id, event.total_tokens)
+                    await self.debit(key_id, event.total_tokens, limits)
                 yield event
-
-    def _kinds(self) -> list[str]:
-        kinds = ["requests"] if self.limits.requests_per_minute > 0 else []
-        return kinds + (["tokens"] if self.limits.tokens_per_minute > 0 else [])
-
-    def _bucket(self, key_id: str | None, kind: str, cost: float, need: float = 1) -> Bucket:
-        per_minute = (
-            self.limits.requests_per_minute if kind == "requests" else self.limits.tokens_per_minute
-        )
-        # The braces are a Redis Cluster hash tag: a key's buckets share a slot, as Lua needs.
-        key = f"rl:{{{key_id or ANONYMOUS}}}:{kind}"
-        return Bucket(key, per_minute, per_minute / 60, cost, need)
 
     async def _take(self, buckets: list[Bucket]) -> Taken:
         try:
             return await self.store.take(buckets)
         except StoreUnavailable:
             return await self.local.take(buckets)
+
+
+def _kinds(limits: Limits) -> list[str]:
+    kinds = ["requests"] if limits.requests_per_minute > 0 else []
+    return kinds + (["tokens"] if limits.tokens_per_minute > 0 else [])
+
+
+def _bucket(limits: Limits, key_id: str | None, kind: str, cost: float, need: float = 1) -> Bucket:
+    per_minute = limits.requests_per_minute if kind == "requests" else limits.tokens_per_minute
+    # The braces are a Redis Cluster hash tag: a key's buckets share a slot, as Lua needs.
+    key = f"rl:{{{key_id or ANONYMOUS}}}:{kind}"
+    return Bucket(key, per_minute, per_minute / 60, cost, need)
 
 
 def refusal(admission: Admission) -> RateLimited:

@@ -35,6 +35,8 @@ TIMEOUTS_TO_OUTAGE = 3
 
 # KEYS: one hash per bucket ({l: level, t: ms}); ARGV: 4 numbers per bucket
 # (capacity, refill per ms, cost, need). Redis' own clock, so replicas agree on refills.
+# Buckets have no expiry (two per API key), so a Redis that evicts with `volatile-lru` drops
+# cached answers and plans, which expire, and never a bucket: an evicted bucket is a full one.
 TAKE_SCRIPT = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -54,7 +56,6 @@ for i = 1, #KEYS do
   local level = levels[i]
   if allowed == 1 then level = math.max(-cap, level - tonumber(ARGV[i * 4 - 1])) end
   redis.call('HSET', KEYS[i], 'l', tostring(level), 't', now)
-  redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate) + 1000)
   out[i + 1] = tostring(level)
 end
 return out

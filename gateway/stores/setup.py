@@ -31,7 +31,11 @@ class CacheServices:
         await self.store.aclose()
 
 
-def cache_services(settings: Settings, metrics: Metrics) -> CacheServices:
+def cache_services(
+    settings: Settings, metrics: Metrics, per_key_limits: bool = False
+) -> CacheServices:
+    """`per_key_limits`: some API key has limits of its own, so a limiter is needed even when
+    the global limits are off."""
     store: Store
     if settings.redis_url:
         store = RedisStore(
@@ -49,5 +53,5 @@ def cache_services(settings: Settings, metrics: Metrics) -> CacheServices:
         max_entry_bytes=settings.cache_max_entry_bytes,
     )
     limits = Limits(settings.rate_limit_rpm, settings.rate_limit_tpm)
-    limiter = RateLimiter(limits, store, metrics) if limits.enabled else None
+    limiter = RateLimiter(limits, store, metrics) if limits.enabled or per_key_limits else None
     return CacheServices(store, ResponseCache(store, config, metrics), limiter)

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "tandem"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
+# the defaults, plus the one value the chart needs to serve without API keys
+NO_KEYS_VALUES = CHART / "ci" / "no-keys-values.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 RELEASE = "rel"
@@ -107,7 +109,7 @@ def render(helm: str) -> Render:
 
 @pytest.fixture(scope="session")
 def default(render: Render) -> Rendered:
-    return render()
+    return render(NO_KEYS_VALUES)
 
 
 @pytest.fixture(scope="session")

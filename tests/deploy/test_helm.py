@@ -21,6 +21,7 @@ from tests.deploy.conftest import (
     ALL_ON_VALUES,
     CHART,
     KUBE_VERSIONS,
+    NO_KEYS_VALUES,
     RELEASE,
     Render,
     Rendered,
@@ -30,7 +31,7 @@ from tests.deploy.conftest import (
 )
 from tests.servers import closed_port
 
-VALUE_SETS = {"default": (), "all-on": (ALL_ON_VALUES,)}
+VALUE_SETS = {"default": (NO_KEYS_VALUES,), "all-on": (ALL_ON_VALUES,)}
 CRD_KINDS = {"ServiceMonitor"}
 FULLNAME = f"{RELEASE}-tandem"
 
@@ -195,7 +196,7 @@ def test_catalog_configmap_is_mounted_where_tandem_config_points(
     render: Render, catalog_path: str | None
 ) -> None:
     sets = {} if catalog_path is None else {"config.catalogPath": catalog_path}
-    rendered = render(**sets)
+    rendered = render(NO_KEYS_VALUES, **sets)
     tandem_config = env_of(rendered.gateway_container())["TANDEM_CONFIG"]["value"]
     path, _ = catalog_mount(rendered)
     assert path == tandem_config
@@ -290,6 +291,12 @@ def test_existing_secrets_are_referenced_by_name_and_key(render: Render) -> None
     ]
 
 
+def test_serving_without_keys_needs_an_explicit_value(helm: str) -> None:
+    result = run_helm(helm, "template", RELEASE, str(CHART))
+    assert result.returncode != 0
+    assert "apiKeys.allowUnauthenticated=true to serve without keys" in result.stderr
+
+
 def test_no_api_keys_means_no_key_file(default: Rendered) -> None:
     env = env_of(default.gateway_container())
     assert "TANDEM_API_KEYS_FILE" not in env
@@ -298,11 +305,70 @@ def test_no_api_keys_means_no_key_file(default: Rendered) -> None:
 
 def test_bundled_redis_is_reached_through_its_service(all_on: Rendered) -> None:
     service = all_on.one("Service", "redis")
-    url = env_of(all_on.gateway_container())["TANDEM_REDIS_URL"]["value"]
-    assert url == f"redis://{service['metadata']['name']}:6379/0"
+    env = env_of(all_on.gateway_container())
+    url = env["TANDEM_REDIS_URL"]["value"]
+    assert url == f"redis://:$(REDIS_PASSWORD)@{service['metadata']['name']}:6379/0"
+    names = list(env)  # Kubernetes expands $(VAR) only from variables defined before it
+    assert names.index("REDIS_PASSWORD") < names.index("TANDEM_REDIS_URL")
     redis = pod_spec(all_on.one("Deployment", "redis"))["containers"][0]
     assert "--save" in redis["args"]
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+
+
+def test_redis_evicts_only_expiring_keys_and_asks_for_a_password(
+    all_on: Rendered, render: Render
+) -> None:
+    redis = pod_spec(all_on.one("Deployment", "redis"))["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"  # buckets never expire
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    secret = {"name": "redis-password", "key": "password"}
+    gateway_env, redis_env = env_of(all_on.gateway_container()), env_of(redis)
+    for env, name in (
+        (redis_env, "REDIS_PASSWORD"),
+        (redis_env, "REDISCLI_AUTH"),
+        (gateway_env, "REDIS_PASSWORD"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"] == secret
+    open_redis = render(NO_KEYS_VALUES, **{"redis.bundled.enabled": True})
+    plain = pod_spec(open_redis.one("Deployment", "redis"))["containers"][0]
+    assert "--requirepass" not in plain["args"]
+    assert "env" not in plain
+    url = env_of(open_redis.gateway_container())["TANDEM_REDIS_URL"]["value"]
+    assert url == "redis://rel-tandem-redis:6379/0"
+
+
+def test_vllm_api_key_comes_from_its_secret_to_both_sides(all_on: Rendered) -> None:
+    secret = {"name": "vllm-api-key", "key": "api-key"}
+    vllm = pod_spec(all_on.one("Deployment", "vllm"))["containers"][0]
+    assert env_of(vllm)["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == secret
+    gateway = env_of(all_on.gateway_container())
+    assert gateway["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == secret
+
+
+def test_only_the_gateway_reaches_redis_and_vllm(all_on: Rendered, default: Rendered) -> None:
+    gateway_labels = all_on.gateway()["spec"]["template"]["metadata"]["labels"].items()
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p
+        for p in all_on.all("NetworkPolicy")
+    }
+    assert sorted(policies) == ["redis", "vllm"]
+    for component, port in (("redis", 6379), ("vllm", 8000)):
+        spec = policies[component]["spec"]
+        target = all_on.one("Deployment", component)["spec"]["template"]["metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= target.items()
+        assert spec["policyTypes"] == ["Ingress"]
+        (rule,) = spec["ingress"]
+        (source,) = rule["from"]
+        assert source["podSelector"]["matchLabels"].items() <= gateway_labels
+        assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+    assert default.all("NetworkPolicy") == []  # nothing bundled, nothing to fence
+
+
+def test_network_policies_can_be_switched_off(render: Render) -> None:
+    rendered = render(ALL_ON_VALUES, **{"networkPolicy.enabled": False})
+    assert rendered.all("NetworkPolicy") == []
 
 
 def test_vllm_requests_gpus_and_has_its_own_probes(all_on: Rendered) -> None:
@@ -372,13 +438,17 @@ def test_termination_grace_outlasts_the_drain(default: Rendered, render: Render)
     grace = float(env_of(container)["TANDEM_SHUTDOWN_GRACE_SECONDS"]["value"])
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
     assert spec["terminationGracePeriodSeconds"] > grace + pre_stop
-    longer = render(**{"config.shutdownGraceSeconds": 120})
+    longer = render(NO_KEYS_VALUES, **{"config.shutdownGraceSeconds": 120})
     assert pod_spec(longer.gateway())["terminationGracePeriodSeconds"] > 120 + pre_stop
 
 
 def test_too_short_termination_grace_is_refused(helm: str) -> None:
     result = run_helm(
-        helm, "template", RELEASE, str(CHART), "--set", "terminationGracePeriodSeconds=20"
+        helm,
+        "template",
+        RELEASE,
+        str(CHART),
+        *("--values", str(NO_KEYS_VALUES), "--set", "terminationGracePeriodSeconds=20"),
     )
     assert result.returncode != 0
     assert "must be larger than" in result.stderr
@@ -445,12 +515,13 @@ def test_contradictory_values_are_refused(helm: str, settings: list[str], messag
 
 def test_scrape_key_reaches_the_service_monitor(render: Render) -> None:
     rendered = render(
+        NO_KEYS_VALUES,
         **{
             "config.metricsRequireAuth": True,
             "serviceMonitor.enabled": True,
             "serviceMonitor.authorization.secretName": "scrape-key",
             "serviceMonitor.authorization.secretKey": "key",
-        }
+        },
     )
     (endpoint,) = rendered.one("ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["authorization"] == {
@@ -463,7 +534,7 @@ def test_scrape_key_reaches_the_service_monitor(render: Render) -> None:
 
 @pytest.mark.parametrize(
     ("values", "key_hint"),
-    [((), '"unused"'), ((ALL_ON_VALUES,), '"<one of your API keys>"')],
+    [((NO_KEYS_VALUES,), '"unused"'), ((ALL_ON_VALUES,), '"<one of your API keys>"')],
     ids=["open", "with-keys"],
 )
 def test_notes_show_the_openai_sdk_base_url(

@@ -208,6 +208,73 @@ def test_piped_stdin_and_stdout(gateway: str) -> None:
         assert result.stderr == ""
 
 
+#: an answer that, written raw, sets the clipboard, clears the screen, retitles the window,
+#: moves the cursor (a one-byte C1 CSI) and backspaces; tabs stay
+HOSTILE = "a\x1b]52;c;aGk=\x07b\x1b[2Jc\x1b]0;pwned\x07d\x9b1Ae\x08f\tg"
+DEFANGED = "a]52;c;aGk=b[2Jc]0;pwnedd1Aef\tg"
+
+
+def on_terminal(*args: str, stdin: str) -> str:
+    """`tandem chat ARGS` with stdin a pipe and stdout and stderr a pseudo-terminal."""
+    leader, follower = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "chat", *args],
+            stdin=subprocess.PIPE,
+            stdout=follower,
+            stderr=follower,
+            env=environment(),
+        )
+        os.close(follower)
+        assert process.stdin is not None
+        process.stdin.write(stdin.encode())
+        process.stdin.close()
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed: the process is done
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert process.wait(timeout=TIMEOUT) == 0
+    finally:
+        os.close(leader)
+    return output.decode()
+
+
+@pytest.mark.parametrize("flags", [["--no-color"], []])
+def test_control_characters_never_reach_a_terminal(gateway: str, flags: list[str]) -> None:
+    shown = on_terminal("--url", f"{gateway}/v1", "--model", "echo", *flags, stdin=HOSTILE + "\n")
+    visible = SGR.sub("", shown).replace("\r\n", "\n")
+    assert visible.endswith(f"\nYou said: {DEFANGED}\n" if not flags else "")
+    if flags:
+        assert visible == f"You said: {DEFANGED}\n"
+    for sequence in ("\x1b]", "\x07", "\x1b[2J", "\x9b", "\x08"):
+        assert sequence not in shown
+    if flags:
+        assert "\x1b" not in shown
+
+
+def test_no_color_to_a_pipe_is_byte_exact_control_characters_included(gateway: str) -> None:
+    result = run_chat("--url", f"{gateway}/v1", "--model", "echo", "--no-color", stdin=HOSTILE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"You said: {HOSTILE}\n"
+
+
+def test_openai_api_key_is_never_sent(tmp_path: Path) -> None:
+    catalog = {
+        "backends": {"echo": {"kind": "echo"}},
+        "models": {"echo": {"policy": "direct", "backends": {"main": "echo"}}},
+    }
+    with serve_gateway(write_catalog(tmp_path, catalog), api_keys=["sk-openai"]) as url:
+        env = {"OPENAI_API_KEY": "sk-openai"}
+        result = run_chat("--url", f"{url}/v1", stdin="hi\n", env=env)
+        assert result.returncode == 1
+        assert "HTTP 401" in result.stderr
+
+
 def test_the_plan_comes_first_and_to_stderr_when_plain(gateway: str) -> None:
     question = f"what is two plus two {uuid.uuid4().hex}"
     args = ["--url", f"{gateway}/v1", "--model", "hawkeye", "--max-tokens", "8"]

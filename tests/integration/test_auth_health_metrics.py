@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from gateway.api.auth import KeyChecker, open_access_warning
 from tests.servers import closed_port, serve_gateway, write_catalog
 
 ECHO_ONLY = {
@@ -23,7 +25,7 @@ ASK = [{"role": "user", "content": "hi"}]
 def keyed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("keyed")
     keys = directory / "keys.txt"
-    keys.write_text("# operators\nsk-from-file\n")
+    keys.write_text("# operators\n  # an indented comment is no key\nsk-from-file\n")
     catalog = write_catalog(directory, ECHO_ONLY)
     with serve_gateway(
         catalog, api_keys=["sk-from-env"], api_keys_file=keys, metrics_require_auth=True
@@ -153,3 +155,39 @@ def test_metrics_count_requests_latency_and_tokens(client: OpenAI, gateway_url: 
     )
     assert sample(after, "tandem_request_duration_seconds_count", model="echo") >= 1
     assert sample(after, "tandem_time_to_first_token_seconds_count", model="echo") >= 1
+
+
+def test_an_indented_comment_is_not_a_key(keyed_url: str) -> None:
+    with (
+        OpenAI(
+            base_url=f"{keyed_url}/v1", api_key="# an indented comment is no key", max_retries=0
+        ) as client,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        client.models.list()
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("0.0.0.0", True),
+        ("tandem.internal", True),
+        ("::", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+    ],
+)
+def test_open_access_beyond_loopback_is_warned(host: str, warned: bool) -> None:
+    warning = open_access_warning(host, KeyChecker([]))
+    assert (warning is not None) == warned
+    assert open_access_warning(host, KeyChecker(["sk"])) is None
+
+
+def test_the_server_logs_the_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = write_catalog(tmp_path, ECHO_ONLY)
+    with caplog.at_level(logging.WARNING), serve_gateway(catalog, host="0.0.0.0"):
+        pass
+    assert any("no API keys are configured" in r.getMessage() for r in caplog.records)

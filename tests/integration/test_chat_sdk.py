@@ -246,6 +246,11 @@ def test_models_lists_the_aliases(client: OpenAI) -> None:
     card = client.models.retrieve("pair")
     assert card.object == "model"
     assert (card.model_extra or {})["tandem"]["roles"] == ["large", "small"]
+    assert (card.model_extra or {})["tandem"]["overrides"] == {
+        "role": {"choices": ["small", "large"]}
+    }
+    echo = client.models.retrieve("echo")
+    assert (echo.model_extra or {})["tandem"]["overrides"] == {}
 
 
 def test_sse_comments_from_the_upstream_are_skipped(client: OpenAI) -> None:

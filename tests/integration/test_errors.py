@@ -161,25 +161,27 @@ def test_fields_the_backend_cannot_honour_are_refused(gateway_url: str) -> None:
         None,
     ],
 )
-def test_every_content_type_gets_the_same_envelopes(
+def test_only_json_bodies_reach_the_model_routes(
     gateway_url: str, content_type: str | None
 ) -> None:
-    # JSON bodies are parsed by the gate (gateway/api/hot.py), anything else by FastAPI
+    # a page may POST text/plain or a form anywhere without a CORS preflight: those are 415
+    json_body = content_type is not None and content_type.startswith("application/")
     headers = {"content-type": content_type} if content_type else {}
-    for raw in (b"[1, 2]", b'{"model": "relay", "messages": 3}', b"{"):
-        response = httpx.post(
-            gateway_url + "/v1/chat/completions", content=raw, headers=headers, timeout=10
-        )
-        assert response.status_code == 400, (raw, response.text)
-        assert envelope(response)["type"] == "invalid_request_error"
     good = json.dumps(chat()).encode()
-    response = httpx.post(
-        gateway_url + "/v1/chat/completions", content=good, headers=headers, timeout=10
-    )
-    if content_type in ("text/plain", "text/x+json"):  # FastAPI reads these as bytes, not JSON
-        assert response.status_code == 400
-        assert "not valid" in envelope(response)["message"]
-    else:
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        for raw in (b"[1, 2]", b'{"model": "relay", "messages": 3}', b"{", good):
+            response = httpx.post(gateway_url + path, content=raw, headers=headers, timeout=10)
+            if not json_body:
+                assert response.status_code == 415, (raw, response.text)
+                assert envelope(response)["code"] == "unsupported_media_type"
+            elif raw != good:
+                assert response.status_code == 400, (raw, response.text)
+                assert envelope(response)["type"] == "invalid_request_error"
+    if json_body:
+        assert response.status_code == 400  # `messages` on the legacy route: not its schema
+        response = httpx.post(
+            gateway_url + "/v1/chat/completions", content=good, headers=headers, timeout=10
+        )
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["message"]["content"]
 
@@ -220,22 +222,84 @@ def test_hanging_upstream_is_504(gateway_url: str) -> None:
         ("openai", 500, 502),
         ("vllm", 500, 502),
         ("text", 500, 502),
+        ("text", 501, 502),
         ("openai", 503, 503),
         ("vllm", 400, 400),
+        ("openai", 404, 502),
+        ("text", 409, 502),
         ("openai", 429, 429),
     ],
 )
 def test_upstream_error_bodies_are_normalised(
-    gateway_url: str, shape: str, status: int, expected: int
+    gateway_url: str, shape: str, status: int, expected: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = f"detail-{uuid.uuid4().hex[:6]}"
     fake = {"mode": "error", "error_status": status, "error_shape": shape, "error_message": secret}
     response = post(gateway_url, chat(fake=fake))
     assert response.status_code == expected
     error = envelope(response)
-    if expected in (400, 502) and status != 503:
-        assert secret in error["message"], "the upstream's reason is passed on"
+    if status in (400, 404, 409):
+        assert secret in error["message"], "a client error's reason is the client's to read"
+    elif status >= 500:
+        assert secret not in response.text, "a server error's detail stays in the log"
+        assert secret in caplog.text
     assert UPSTREAM_KEY not in response.text
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (503, "inf", "3600"),
+        (503, "nan", "5"),
+        (503, "1e400", "3600"),
+        (429, "inf", "3600"),
+        (429, "-5", "1"),
+        (503, "Wed, 21 Oct 2015 07:28:00 GMT", "5"),
+    ],
+)
+def test_any_upstream_retry_after_gives_a_sane_header(
+    gateway_url: str, status: int, header: str, expected: str
+) -> None:
+    fake = {"mode": "error", "error_status": status, "retry_after": header}
+    response = post(gateway_url, chat(fake=fake))
+    assert response.status_code == status, response.text
+    assert response.headers["retry-after"] == expected
+
+
+@pytest.mark.parametrize(
+    "choices",
+    [
+        {"0": {"delta": {"content": "x"}}},
+        "abc",
+        7,
+        [1],
+        [{"index": "0", "delta": {"content": "x"}}],
+        [{"index": 0, "delta": "x"}],
+        [{"index": 0, "delta": {"content": 5}}],
+        [{"index": 0, "delta": {"content": ["x"]}}],
+        [{"index": 0, "delta": {"reasoning_content": {"a": 1}}}],
+        [{"index": 0, "delta": {"tool_calls": {"id": "c"}}}],
+        [{"index": 0, "delta": {"tool_calls": [{"function": "f"}]}}],
+        [{"index": 0, "delta": {"content": "x"}, "logprobs": [1]}],
+        [{"index": 0, "delta": {}, "finish_reason": 3}],
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_malformed_upstream_choices_are_502_never_500(
+    gateway_url: str, choices: Any, stream: bool
+) -> None:
+    fake = {"mode": "bad_choices", "bad_choices": choices}
+    response = post(gateway_url, chat(stream=stream, fake=fake))
+    assert response.status_code == 502, response.text
+    assert envelope(response)["code"] == "upstream_bad_response"
+
+
+def test_malformed_legacy_choices_are_502(gateway_url: str) -> None:
+    for choices in ([{"index": 0, "text": 5}], [{"index": None, "text": "x"}], {"a": 1}):
+        fake = {"mode": "bad_choices", "bad_choices": choices}
+        body = {"model": "relay", "prompt": "hi", "fake": fake}
+        response = post(gateway_url, body, path="/v1/completions")
+        assert response.status_code == 502, response.text
 
 
 def test_upstream_auth_failure_never_leaks_the_key(gateway_url: str) -> None:
@@ -262,12 +326,20 @@ def test_close_mid_stream_without_streaming_is_502(gateway_url: str) -> None:
     assert response.status_code == 502
 
 
-def test_in_band_upstream_error_is_relayed_in_band(gateway_url: str) -> None:
-    fake = {"mode": "error_in_stream", "close_after": 1, "error_message": "oom"}
-    response = post(gateway_url, chat(stream=True, fake=fake))
+@pytest.mark.parametrize(("code", "shown"), [(500, False), (400, True)])
+def test_in_band_upstream_error_is_relayed_in_band(
+    gateway_url: str, code: int, shown: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = f"oom-on-node-{uuid.uuid4().hex[:6]}"
+    fake = {"mode": "error_in_stream", "close_after": 1, "error_message": secret}
+    response = post(gateway_url, chat(stream=True, fake={**fake, "error_status": code}))
     events = sse_events(response)
     assert events[-1] == "[DONE]"
-    assert "oom" in json.loads(events[-2])["error"]["message"]
+    message = json.loads(events[-2])["error"]["message"]
+    assert (secret in message) == shown
+    if not shown:
+        assert "the model server had an error" in message
+        assert secret in caplog.text
 
 
 def test_unknown_route_is_an_envelope(gateway_url: str) -> None:

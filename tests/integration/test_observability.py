@@ -224,3 +224,22 @@ def test_a_bug_in_a_model_route_is_a_stamped_500_envelope(
     assert "a bug" not in response.text
     entry = json.loads(line_with(access_lines, f'"{rid}"'))
     assert (entry["status"], entry["error_code"]) == (500, "internal_error")
+
+
+def test_unknown_field_names_are_logged_counted_truncated_and_escaped(
+    gateway_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = 'x\n{"event":"request","status":200}'
+    fields = {forged: 1, "é" * 500: 2, **{f"f{i}": i for i in range(3000)}}
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **fields}
+    with caplog.at_level(logging.INFO, logger="gateway.api.chat"):
+        assert httpx.post(gateway_url + "/v1/chat/completions", json=body).status_code == 200
+    assert not [r for r in caplog.records if r.name == "gateway.api.chat"], "not at info"
+    with caplog.at_level(logging.DEBUG, logger="gateway.api.chat"):
+        assert httpx.post(gateway_url + "/v1/chat/completions", json=body).status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "gateway.api.chat"]
+    assert line.startswith("3002 request fields outside the OpenAI schema")
+    assert "\n" not in line
+    assert "\\n" in line  # the forged name, escaped
+    assert line.isascii()
+    assert len(line) < 400

@@ -76,6 +76,17 @@ def test_missing_catalog_file(tmp_path: Path) -> None:
     assert "nowhere.yaml" in result.stderr
 
 
+@pytest.mark.parametrize("content", ["", "\n\n", "# keys go here\n   # indented\n"])
+def test_a_key_file_without_keys_refuses_to_start(tmp_path: Path, content: str) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(content)
+    env = {"TANDEM_API_KEYS_FILE": str(keys)}
+    result = tandem("serve", "--port", str(closed_port()), env=env)
+    assert result.returncode == 2
+    assert "tandem: bad settings:" in result.stderr
+    assert f"{keys}: api_keys_file: holds no key" in result.stderr
+
+
 def test_environment_overrides_the_catalog(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(

@@ -178,3 +178,28 @@ async def test_a_lone_timeout_is_a_miss_not_an_outage(private: RedisServer) -> N
     assert store.available
     assert outages(store) == 0
     await store.aclose()
+
+
+async def test_a_full_volatile_lru_redis_evicts_answers_never_buckets(
+    private: RedisServer,
+) -> None:
+    admin = Redis.from_url(private.url)
+    await admin.config_set("maxmemory", "3mb")
+    await admin.config_set("maxmemory-policy", "volatile-lru")  # as the chart and compose run it
+    store = RedisStore(private.url, Metrics(), prefix="t:", timeout=2.0)
+    await store.start()
+    try:
+        limits = Limits(requests_per_minute=5, tokens_per_minute=100)
+        limiter = RateLimiter(limits, store, Metrics())
+        for _ in range(5):
+            assert (await limiter.admit("tenant")).allowed
+        for i in range(400):  # 4 MB of cached answers into 3 MB
+            await store.set(f"answer:{i}", b"x" * 10_000, ttl=300)
+        evicted = (await admin.info("stats"))["evicted_keys"]
+        assert evicted > 0
+        buckets = await admin.keys("t:rl:*")
+        assert len(buckets) == 2
+        assert not (await limiter.admit("tenant")).allowed, "the spent bucket was kept"
+    finally:
+        await store.aclose()
+        await admin.aclose()

@@ -202,3 +202,22 @@ def test_chat_streams_real_text_with_stop_and_n(local_gateway: tuple[str, FastAP
         assert content
         assert all(len(t.top_logprobs) == 2 for t in content)
         assert all(math.isfinite(t.logprob) and t.logprob <= 0 for t in content)
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, -(2**63) - 1, 10**30])
+def test_a_seed_beyond_int64_is_a_400(local_gateway: tuple[str, FastAPI], seed: int) -> None:
+    url, _ = local_gateway
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "seed": seed}
+    response = httpx.post(f"{url}/v1/chat/completions", json={**body, "temperature": 1.0})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "seed"
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -(2**63), -1])
+def test_int64_seeds_sample_on_transformers(local_gateway: tuple[str, FastAPI], seed: int) -> None:
+    url, _ = local_gateway
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "seed": seed}
+    sampled = {**body, "temperature": 1.0, "max_tokens": 3, "n": 2}  # choice 1's seed: seed + 1
+    response = httpx.post(f"{url}/v1/chat/completions", json=sampled, timeout=60)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 2

@@ -18,6 +18,8 @@ from tests.policies.conftest import QUESTION
 from tests.servers import closed_port, write_catalog
 
 SOMETIMES = {"trigger": "entropy", "threshold": 4.5}
+#: what these aliases let a request change; `span` is capped below the policy's own 32
+TUNABLE = {"trigger": {}, "threshold": {"min": 0, "max": 10}, "span": {"min": 1, "max": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +46,19 @@ def collab_url(
                 "policy": "collab",
                 "backends": {"small": "small", "large": "remote"},
                 "params": SOMETIMES,
+                "overrides": TUNABLE,
             },
             "collab": {
                 "policy": "collab",
                 "backends": {"small": "small", "large": "large"},
                 "params": SOMETIMES,
+                "overrides": TUNABLE,
             },
             "collab-down": {
                 "policy": "collab",
                 "backends": {"small": "small", "large": "down"},
                 "params": SOMETIMES,
+                "overrides": TUNABLE,
             },
         },
     }

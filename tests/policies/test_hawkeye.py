@@ -33,11 +33,16 @@ def openai_backend(url: str, **extra: Any) -> dict[str, Any]:
     return {"kind": "openai", "base_url": f"{url}/v1", "model": "fake", **extra}
 
 
+#: the keys these tests set per request; the policy validates the values
+OVERRIDES = ("plan_max_tokens", "plan_temperature", "show_plan", "fallback", "expand_prompt")
+
+
 def hawkeye(planner: str, expander: str = "echo", **params: Any) -> dict[str, Any]:
     return {
         "policy": "hawkeye",
         "backends": {"planner": planner, "expander": expander},
         "params": params,
+        "overrides": {key: {} for key in OVERRIDES},
     }
 
 

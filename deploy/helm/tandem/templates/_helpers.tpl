@@ -89,6 +89,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.config.metricsRequireAuth .Values.serviceMonitor.enabled (not .Values.serviceMonitor.authorization.secretName) }}
 {{- fail "serviceMonitor: config.metricsRequireAuth is on, so set serviceMonitor.authorization.secretName and secretKey" }}
 {{- end }}
+{{- if and (not (include "tandem.apiKeysSecret" .)) (not .Values.apiKeys.allowUnauthenticated) }}
+{{- fail "apiKeys: set apiKeys.secretName (or apiKeys.values), or apiKeys.allowUnauthenticated=true to serve without keys" }}
+{{- end }}
 {{- end }}
 
 {{/* The catalog served: the values' one (through tpl), or the built-in echo model. */}}
