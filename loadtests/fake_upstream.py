@@ -151,6 +151,9 @@ class FakeUpstream:
         if config.mode == "hang":
             return StreamingResponse(self._hang(record), media_type="text/event-stream")
         chat = request.url.path.endswith("chat/completions")
+        if config.mode == "bad_choices" and not body.get("stream"):
+            record.completed = True
+            return JSONResponse({"id": "fake-1", "choices": config.bad_choices})
         if body.get("stream"):
             return StreamingResponse(
                 self._stream(record, config, chat), media_type="text/event-stream"

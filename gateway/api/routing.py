@@ -90,7 +90,7 @@ def _build_route(
     backends: dict[str, Backend],
     routers: dict[str, Path],
     source: str,
-    limits: RequestLimits,
+    limits: RequestLimits | None = None,
 ) -> Route:
     key = f"models.{alias}"
     try:
@@ -112,7 +112,8 @@ def _build_route(
         raise CatalogError(source, f"{key}.params.{exc.key}", exc.message) from None
     others = _switchable(alias, spec, role_backends, routers, source)
     _check_override_keys(spec, [policy, *others.values()], source, f"{key}.overrides")
-    return Route(alias, spec, policy, params, spec.limits.over(limits), others=others)
+    limits = spec.limits.over(limits or RequestLimits())
+    return Route(alias, spec, policy, params, limits, others=others)
 
 
 def _switchable(

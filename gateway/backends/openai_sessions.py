@@ -110,7 +110,7 @@ class Remote:
                 choice.get("finish_reason") or "length",
                 choice.get("text") or "",
             )
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             raise UpstreamBadResponse(f"backend '{name}' sent a malformed completion") from None
 
 

@@ -74,12 +74,31 @@ function fillAliases(run, wanted) {
   showKnobs(run);
 }
 
+// each knob and the `tandem` key it sets; the alias's card says which keys a request may set
+const KNOBS = { ".trigger": "trigger", ".threshold": "threshold", ".span": "span",
+  ".plan-budget": "plan_max_tokens" };
+
+function allowedOverrides(alias) {
+  const card = models.get(alias);
+  return (card && card.tandem && card.tandem.overrides) || {};
+}
+
 function showKnobs(run) {
   const policy = policyOf(run.alias.value);
   $(".knobs-collab", run.el).hidden = policy !== "collab";
   $(".knobs-hawkeye", run.el).hidden = policy !== "hawkeye";
   const card = models.get(run.alias.value);
   $(".description", run.el).textContent = (card && card.tandem && card.tandem.description) || "";
+  const allowed = allowedOverrides(run.alias.value);
+  for (const [selector, key] of Object.entries(KNOBS)) {
+    const input = $(selector, run.el);
+    input.disabled = !(key in allowed);
+    input.title = input.disabled ? "this alias does not let a request change it" : "";
+  }
+  const choices = (allowed.trigger && allowed.trigger.choices) || null;
+  for (const option of $(".trigger", run.el).options) {
+    option.disabled = option.value !== "" && choices !== null && !choices.includes(option.value);
+  }
 }
 
 function addRun(alias, knobs = {}) {
@@ -113,7 +132,7 @@ function setKnobs(run, knobs) {
 }
 
 function numberOf(input) {
-  return input.value.trim() === "" ? undefined : Number(input.value);
+  return input.disabled || input.value.trim() === "" ? undefined : Number(input.value);
 }
 
 // A plan counts in max_tokens, as reasoning does; the page's "max tokens" is the answer's, so a
@@ -129,14 +148,15 @@ function overrides(run) {
   const options = { provenance: true };
   if ($("#no-cache").checked) options.cache = "no-cache";
   if (policy === "collab") {
-    const trigger = $(".trigger", run.el).value;
-    if (trigger) options.trigger = trigger;
+    const trigger = $(".trigger", run.el);
+    if (trigger.value && !trigger.disabled) options.trigger = trigger.value;
     const threshold = numberOf($(".threshold", run.el));
     if (threshold !== undefined) options.threshold = threshold;
     const span = numberOf($(".span", run.el));
     if (span !== undefined) options.span = span;
   } else if (policy === "hawkeye") {
-    options.plan_max_tokens = planBudget(run);
+    const budget = numberOf($(".plan-budget", run.el));
+    if (budget !== undefined) options.plan_max_tokens = budget;
   }
   return options;
 }
