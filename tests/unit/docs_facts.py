@@ -78,8 +78,14 @@ def is_variable(name: str) -> bool:
 
 
 def is_setting(name: str) -> bool:
-    field = name.removeprefix("TANDEM_").lower()
-    return name.startswith("TANDEM_") and field in Settings.model_fields
+    """`TANDEM_<FIELD>`, or `TANDEM_<FIELD>__<KEY>` for a key of a field that is a model."""
+    field, _, key = name.removeprefix("TANDEM_").lower().partition("__")
+    info = Settings.model_fields.get(field)
+    if not name.startswith("TANDEM_") or info is None:
+        return False
+    model = info.annotation
+    nested = isinstance(model, type) and issubclass(model, BaseModel)
+    return not key or (nested and key in model.model_fields)
 
 
 @cache

@@ -227,6 +227,8 @@ WRONG_NAMES = [
     (command_problems, "`python benchmarks/ttft.py`", "`python benchmarks/ttfb.py`"),
     (variable_problems, "`TANDEM_REDIS_URL`", "`TANDEM_REDIS_ADDRESS`"),
     (variable_problems, "`TANDEM_MODELS__X__PARAMS`", "`TANDEM_MODEL__X__PARAMS`"),
+    (variable_problems, "`TANDEM_LIMITS__MAX_N`", "`TANDEM_LIMITS__MAX_M`"),
+    (variable_problems, "`TANDEM_LIMITS__MAX_N`", "`TANDEM_PORT__MAX_N`"),
     (
         settings_table_problems,
         table("variable", "`TANDEM_CONFIG`"),
