@@ -40,9 +40,27 @@ class Route:
 
 
 class Router:
-    def __init__(self, routes: dict[str, Route], backends: dict[str, Backend]) -> None:
+    def __init__(
+        self, routes: dict[str, Route], backends: dict[str, Backend], source: str = "catalog"
+    ) -> None:
         self.routes = routes
         self.backends = backends
+        self.source = source
+
+    def check_started(self, aliases: list[str] | None = None) -> None:
+        """What only loaded models can tell (a router trained for another pair, a hidden state
+        the small model cannot give): a catalog they cannot serve stops the start."""
+        for alias in self.routes if aliases is None else aliases:
+            route = self.routes[alias]
+            try:
+                route.policy.check_started(route.params)
+            except ParamError as exc:
+                key = f"models.{alias}.params.{exc.key}"
+                raise CatalogError(self.source, key, exc.message) from None
+
+    def needing_models(self) -> list[str]:
+        """The aliases whose catalog entry can be checked only with their models loaded."""
+        return [a for a, r in self.routes.items() if r.policy.checks_started(r.params)]
 
     def aliases(self, key: ApiKey | None = None) -> list[str]:
         """The aliases `key` may use (every one when auth is off)."""
@@ -81,7 +99,7 @@ def build_router(catalog: Catalog, source: str, limits: RequestLimits | None = N
         alias: _build_route(alias, spec, backends, routers, source, defaults)
         for alias, spec in catalog.models.items()
     }
-    return Router(routes, backends)
+    return Router(routes, backends, source)
 
 
 def _build_route(

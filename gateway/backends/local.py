@@ -140,6 +140,12 @@ class LocalBackend(Backend):
         return self.runtime.context_length
 
     @property
+    def hidden_size(self) -> int | None:
+        """Values in the hidden state a session gives when asked; None: it gives none."""
+        size = getattr(self.runtime, "hidden_size", None)
+        return None if size is None else int(size)
+
+    @property
     def max_token_chars(self) -> int | None:
         return getattr(self, "_max_token_chars", None)
 

@@ -52,6 +52,8 @@ class TorchRuntime:
         self.eos_ids = eos_ids(self.model, self.tokenizer)
         self.vocab_size = len(self.tokenizer)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        size = getattr(self.model.config, "hidden_size", None)
+        self.hidden_size = None if size is None else int(size)
 
 
 def pick_device(device: str) -> str:

@@ -63,6 +63,14 @@ class Policy(ABC):
     def check_params(self, params: PolicyParams) -> None:
         """Raise `ParamError` when valid parameters do not fit this alias's backends."""
 
+    def checks_started(self, params: PolicyParams) -> bool:
+        """Whether `check_started` has anything to check for these parameters."""
+        return False
+
+    def check_started(self, params: PolicyParams) -> None:
+        """Raise `ParamError` when the started backends cannot serve these parameters (a fact
+        known only once the models are loaded, such as a router's pair of tokenizers)."""
+
     def role_needs(self, params: PolicyParams) -> dict[str, RoleNeed]:
         """What each role the alias uses is to it: `essential` (no answer without it) or
         `optional` (without it the answer is degraded). Roles it does not use are left out."""

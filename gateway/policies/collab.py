@@ -46,13 +46,16 @@ from gateway.policies.triggers import Trigger, TriggerError, triggers
 BY = "the 'collab' policy"
 #: triggers kept per alias: a threshold is any float, so the cache must forget
 TRIGGER_CACHE_SIZE = 64
-TriggerKey = tuple[str, float | None, str | None]
+TriggerKey = tuple[str, float | None, str | None, float | None]
 
 
 class CollabParams(PolicyParams):
     trigger: str = "entropy"
     threshold: float | None = None
     router: str | None = None
+    upload_target: float | None = Field(
+        default=None, ge=0, le=1, description="instead of a threshold: the router's calibrated one"
+    )
     span: int = Field(default=1, ge=1, le=32)
     span_stop: bool = False
     draft: int = Field(default=4, ge=0, le=32)
@@ -84,6 +87,7 @@ class CollabPolicy(Policy):
         super().__init__(alias, backends, routers)
         self._triggers: OrderedDict[TriggerKey, Trigger] = OrderedDict()
         self._breaker: CircuitBreaker | None = None
+        self._started = False  # the models are loaded: triggers are checked against them
         self._http: HTTPSessions | None = None
 
     def check_params(self, params: PolicyParams) -> None:
@@ -99,7 +103,7 @@ class CollabPolicy(Policy):
             self._breaker = CircuitBreaker(p.breaker_failures, p.breaker_cooldown)
 
     def trigger(self, p: CollabParams) -> Trigger:
-        key = (p.trigger, p.threshold, p.router)
+        key = (p.trigger, p.threshold, p.router, p.upload_target)
         found = self._triggers.get(key)
         if found is not None:
             self._triggers.move_to_end(key)
@@ -110,10 +114,35 @@ class CollabPolicy(Policy):
             raise ParamError("trigger", str(exc)) from None
         except TriggerError as exc:
             raise ParamError("router" if p.router else "trigger", str(exc)) from None
+        if p.upload_target is not None:
+            aim(built, p.threshold, p.upload_target)
+        if self._started:
+            self._fits(built)
         self._triggers[key] = built
         if len(self._triggers) > TRIGGER_CACHE_SIZE:
             self._triggers.popitem(last=False)
         return built
+
+    def checks_started(self, params: PolicyParams) -> bool:
+        return cast(CollabParams, params).trigger == "learned"
+
+    def check_started(self, params: PolicyParams) -> None:
+        self._started = True
+        self._triggers.clear()  # built before the models were loaded: unchecked
+        self.trigger(cast(CollabParams, params))
+
+    def _fits(self, trigger: Trigger) -> None:
+        """A learned router reads this pair's small model: the pair it was trained for, and a
+        hidden state the small model gives, of the size it was trained on."""
+        router = getattr(trigger, "router", None)
+        if router is None:
+            return
+        small, large = self.pair()
+        try:
+            router.check_pair(small.fingerprint, large.fingerprint)
+            router.check_hidden(getattr(self.backends["small"], "hidden_size", None))
+        except TriggerError as exc:
+            raise ParamError("router", str(exc)) from None
 
     def _router_path(self, name: str | None) -> str | None:
         """The catalog's file for a router name: a parameter never names a file itself."""
@@ -261,3 +290,16 @@ def report(plan: Plan, tallies: list[Tally]) -> Report:
         extra=extra,
         large_call_seconds=[s for t in tallies for s in t.large_seconds],
     )
+
+
+def aim(trigger: Trigger, threshold: float | None, upload: float) -> None:
+    """Set a learned trigger's threshold to the one its router's calibration gives `upload`."""
+    router = getattr(trigger, "router", None)
+    if router is None:
+        raise ParamError("upload_target", "only the 'learned' trigger takes an upload target")
+    if threshold is not None:
+        raise ParamError("upload_target", "set a threshold or an upload target, not both")
+    try:
+        trigger.threshold = router.threshold_for(upload)
+    except TriggerError as exc:
+        raise ParamError("upload_target", str(exc)) from None

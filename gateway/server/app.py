@@ -19,7 +19,7 @@ from gateway.api.keys import load_keys
 from gateway.api.routing import Router, build_router
 from gateway.api.state import AppState
 from gateway.api.streaming import BODY_SEND
-from gateway.core.config import Settings, load_catalog, settings_from_env
+from gateway.core.config import CatalogError, Settings, load_catalog, settings_from_env
 from gateway.observability.collector import Collector
 from gateway.observability.logs import configure_logging
 from gateway.observability.metrics import Metrics
@@ -91,6 +91,12 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
         state = build_state(settings, tracer or tracer_for(settings.otlp_endpoint))
         app.state.tandem = state
         await start_backends(state.router)
+        try:
+            state.router.check_started()
+        except CatalogError as exc:
+            log.error("bad catalog: %s", exc)  # one line to read before uvicorn's own report
+            await close_backends(state.router)
+            raise
         await state.cache.start()
         interval = settings.gc_interval_seconds
         collector = Collector(interval) if interval else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
 import uvicorn
 
+from gateway.api.routing import Router
 from gateway.chat import cli as chat_cli
 from gateway.core.config import CatalogError, Settings, export_to_env, settings_from_env
 from gateway.observability.logs import configure_logging
@@ -15,6 +17,7 @@ from gateway.server.app import build_state
 from gateway.training import cli as training_cli
 
 EXIT_BAD_CONFIG = 2
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app's lifespan fails
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,10 +76,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tandem: bad settings: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if args.command == "check":
-        print(f"catalog ok: {', '.join(state.router.aliases())}")
-        return 0
+        return check(state.router)
     configure_logging(settings.log_level)
     export_to_env(settings)
+    try:
+        serve(settings)
+    except SystemExit as exc:
+        # uvicorn's "application startup failed": the lifespan logged why (a model that cannot
+        # load, a router its models cannot run); like any bad configuration, exit 2
+        return EXIT_BAD_CONFIG if exc.code == STARTUP_FAILURE else int(exc.code or 0)
+    return 0
+
+
+def check(router: Router) -> int:
+    """Validate the catalog; aliases that only their loaded models can vouch for (a learned
+    router's pair and features) start those models, check, and stop them."""
+    aliases = router.needing_models()
+    if aliases:
+        try:
+            asyncio.run(check_with_models(router, aliases))
+        except CatalogError as exc:
+            print(f"tandem: bad catalog: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    print(f"catalog ok: {', '.join(router.aliases())}")
+    return 0
+
+
+async def check_with_models(router: Router, aliases: list[str]) -> None:
+    names = {name for alias in aliases for name in router.routes[alias].spec.backends.values()}
+    backends = [router.backends[name] for name in sorted(names)]
+    try:
+        await asyncio.gather(*(backend.start() for backend in backends))
+        router.check_started(aliases)
+    finally:
+        await asyncio.gather(*(b.aclose() for b in backends), return_exceptions=True)
+
+
+def serve(settings: Settings) -> None:
     uvicorn.run(
         "gateway.server.app:app_from_env",
         factory=True,
@@ -88,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,  # Tandem writes its own JSON access line per request
         log_config=None,
     )
-    return 0
 
 
 if __name__ == "__main__":
