@@ -41,7 +41,7 @@ def ratio_row(direct: Report, gateway: Report) -> str:
         f"{_plain(direct.itl_ms.p99, 1)} -> {_plain(gateway.itl_ms.p99, 1)}",
         f"{_plain(100 * gateway.burst_fraction, 1)}% "
         f"(direct {_plain(100 * direct.burst_fraction, 1)}%)",
-        f"{gateway.core.errors}/{gateway.requests}"
+        f"{gateway.errors}/{gateway.requests}"
         + (f", {gateway.unfinished} cancelled" if gateway.unfinished else ""),
         f"{_plain(gateway.gateway.cpu_percent)} ({_plain(gateway.gateway.wait_percent)})",
         _plain(gateway.gateway.cpu_us_per_chunk),
