@@ -1,6 +1,7 @@
 """A request's events through the response cache: a hit replays the stored answer; otherwise the
 policy answers, its usage is charged to the caller's token limit, and a complete answer is
-stored. The outcome goes to `request.state.cache` for the `x-tandem-cache` header."""
+stored. The outcome goes to `request.state.cache` for the `x-tandem-cache` header. A request
+that runs reserves its estimated tokens first (a 429 when the key's bucket cannot hold them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import Request
 
 from gateway.api.limits import own_limits
 from gateway.api.state import AppState
+from gateway.api.token_budget import output_estimate, prompt_estimate
 from gateway.core.events import EventStream
 from gateway.core.protocol import SamplingFields
 from gateway.policies.base import Policy, PolicyParams
@@ -37,5 +39,8 @@ async def cached_events(
         events = produce(body, params)
     if services.limiter is not None:
         limits = own_limits(request.state.key, services.limiter.limits)
-        events = services.limiter.metered(key_id, events, limits)
+        prompt = prompt_estimate(body)
+        cost = prompt + output_estimate(body, params)
+        reserved = await services.limiter.reserve(key_id, cost, limits)  # or a 429
+        events = services.limiter.metered(key_id, events, limits, reserved, prompt)
     return services.responses.record(lookup, events)

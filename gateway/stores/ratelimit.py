@@ -2,19 +2,22 @@
 
 Each key has a requests bucket (holds `rpm`, refills `rpm` a minute) and a tokens bucket (holds
 `tpm`). Admitting a request takes one from the requests bucket and needs at least one token
-left; the response's tokens are debited when its usage is known, so a key that spent more than
-its tokens waits until the bucket refills. The buckets live in the shared store (Redis: one Lua
-script, atomic across replicas); while it is unavailable, in this process.
+left; once the body is read, the request reserves what it may cost (its prompt's estimate plus
+`max_tokens` x `n`, at most the bucket), and the reservation is settled to the response's usage
+when it is known, so a key that spent more than its tokens waits until the bucket refills. The
+buckets live in the shared store (Redis: one Lua script, atomic across replicas); while it is
+unavailable, in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from gateway.core.errors import RateLimited
-from gateway.core.events import EventStream, Usage
+from gateway.core.events import Delta, EventStream, Usage
 from gateway.observability.metrics import Metrics
 from gateway.stores.cache import Bucket, MemoryStore, Store, StoreUnavailable, Taken
 
@@ -54,6 +57,7 @@ class RateLimiter:
         self.store = store
         self.local = store if isinstance(store, MemoryStore) else MemoryStore()
         self._metrics = metrics
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def admit(self, key_id: str | None, limits: Limits | None = None) -> Admission:
         """Take one request; an Admission that is not `allowed` says which limit refused.
@@ -87,20 +91,53 @@ class RateLimiter:
         return Admission(False, headers, refused_by, waits[refused_by])
 
     async def debit(self, key_id: str | None, tokens: int, limits: Limits | None = None) -> None:
-        """Charge a finished response's tokens to its key."""
+        """Charge tokens to a key; a negative count gives back what a reservation overstated."""
         limits = limits or self.limits
-        if limits.tokens_per_minute > 0 and tokens > 0:
+        if limits.tokens_per_minute > 0 and tokens != 0:
             await self._take([_bucket(limits, key_id, "tokens", cost=tokens, need=0)])
 
+    async def reserve(self, key_id: str | None, tokens: int, limits: Limits | None = None) -> int:
+        """Take `tokens` (at most the bucket's capacity) before a request runs, or raise a 429:
+        concurrent requests cannot all enter on the last token. Returns what was reserved."""
+        limits = limits or self.limits
+        if limits.tokens_per_minute <= 0 or tokens <= 0:
+            return 0
+        amount = min(tokens, limits.tokens_per_minute)
+        bucket = _bucket(limits, key_id, "tokens", cost=amount, need=amount)
+        taken = await self._take([bucket])
+        if not taken.allowed:
+            self._metrics.rate_limited.labels("tokens").inc()
+            wait = (amount - taken.levels[0]) / bucket.per_second
+            raise refusal(Admission(False, [], "tokens", wait))
+        return amount
+
     async def metered(
-        self, key_id: str | None, events: EventStream, limits: Limits | None = None
+        self,
+        key_id: str | None,
+        events: EventStream,
+        limits: Limits | None = None,
+        reserved: int = 0,
+        prompt_estimate: int = 0,
     ) -> EventStream:
-        """The events unchanged; their usage is debited as soon as it is known."""
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, Usage):
-                    await self.debit(key_id, event.total_tokens, limits)
-                yield event
+        """The events unchanged; the reservation is settled to their usage as soon as it is
+        known, or, for a stream that ends without one (a client that left, an error), to the
+        prompt's estimate plus one token per piece produced."""
+        settled, produced = False, 0
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, Delta):
+                        produced += 1
+                    elif isinstance(event, Usage) and not settled:
+                        settled = True
+                        await self.debit(key_id, event.total_tokens - reserved, limits)
+                    yield event
+        finally:
+            if not settled:
+                # not awaited here: this may run while the request is being cancelled
+                charge = prompt_estimate + produced - reserved
+                self._pending.add(task := asyncio.ensure_future(self.debit(key_id, charge, limits)))
+                task.add_done_callback(self._pending.discard)
 
     async def _take(self, buckets: list[Bucket]) -> Taken:
         try:

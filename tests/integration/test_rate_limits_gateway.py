@@ -124,3 +124,52 @@ def test_limits_fall_back_to_this_process_while_redis_is_down(catalog: Path) -> 
     assert statuses == [200, 200, 200, 429]
     assert "tandem_redis_outages_total 1.0" in metrics
     assert 'tandem_rate_limited_total{limit="requests"} 1.0' in metrics
+
+
+@pytest.fixture(scope="module")
+def slow_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    catalog = {
+        "backends": {"slow": {"kind": "echo", "delay": 0.2}},
+        "models": {"slow": {"policy": "direct", "backends": {"main": "slow"}}},
+    }
+    return write_catalog(tmp_path_factory.mktemp("slow-limits"), catalog)
+
+
+async def test_concurrent_requests_cannot_all_enter_on_the_last_tokens(slow_catalog: Path) -> None:
+    body = {"model": "slow", "messages": [{"role": "user", "content": "hello there"}]}
+    # each reserves its prompt's estimate (3 + 1 for the message) and max_tokens: 34 of 100
+    with serve_gateway(slow_catalog, rate_limit_tpm=100) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/v1/chat/completions", json={**body, "max_tokens": 30})
+                    for _ in range(8)
+                )
+            )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200] + [429] * 6
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "tokens per minute" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_a_stream_left_early_is_charged_what_it_produced(slow_catalog: Path) -> None:
+    long_prompt = " ".join(["word"] * 400)  # 1,999 characters: about 500 tokens
+    body = {
+        "model": "slow",
+        "messages": [{"role": "user", "content": long_prompt}],
+        "stream": True,
+        "max_tokens": 200,
+    }
+    with serve_gateway(slow_catalog, rate_limit_tpm=1000) as url:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as r:
+            lines = r.iter_lines()
+            for _ in range(6):  # a few pieces, then the client leaves before any usage
+                next(lines)
+        time.sleep(0.5)  # the server notices the disconnect and settles the reservation
+        after = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "slow", "messages": body["messages"][:1]}
+        )
+    remaining = int(after.headers["x-ratelimit-remaining-tokens"])
+    # charged about 500 for the prompt and a few for the pieces, refilled ~17 a second since
+    assert 400 < remaining < 600, remaining

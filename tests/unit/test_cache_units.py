@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from gateway.api.sse import ChunkWriter, Envelope
 from gateway.backends.echo import EchoBackend, EchoConfig
 from gateway.core.config import Settings
+from gateway.core.errors import RateLimited, UpstreamBadResponse
 from gateway.core.events import Delta, Event, Finish, Report, Usage
 from gateway.core.protocol import CacheControl, ChatCompletionRequest, CompletionRequest
 from gateway.observability.metrics import Metrics
@@ -357,3 +358,37 @@ async def test_degraded_answers_are_not_stored() -> None:
     _ = [e async for e in cache.record(lookup, aiter_of(degraded))]
     await cache.aclose()
     assert len(store) == 0
+
+
+async def test_a_reservation_is_settled_to_the_usage_or_to_what_was_produced() -> None:
+    limiter = RateLimiter(Limits(tokens_per_minute=100), MemoryStore(), Metrics())
+
+    async def answered():  # type: ignore[no-untyped-def]
+        yield Delta(0, "x")
+        yield Usage(4, 6)
+
+    reserved = await limiter.reserve("k", 50)
+    assert reserved == 50
+    assert [e async for e in limiter.metered("k", answered(), None, reserved, 4)]
+    remaining = dict((await limiter.admit("k")).headers)["x-ratelimit-remaining-tokens"]
+    assert remaining == "90", "the 40 reserved beyond the usage came back"
+
+    async def cut_short():  # type: ignore[no-untyped-def]
+        yield Delta(0, "x")
+        yield Delta(0, "y")
+        raise UpstreamBadResponse("gone")
+
+    reserved = await limiter.reserve("k", 80)
+    with pytest.raises(UpstreamBadResponse):
+        async for _ in limiter.metered("k", cut_short(), None, reserved, 4):
+            pass
+    await asyncio.sleep(0.01)  # the settlement runs beside the failing stream
+    remaining = dict((await limiter.admit("k")).headers)["x-ratelimit-remaining-tokens"]
+    assert remaining == "84", "charged the prompt's 4 and the 2 pieces, no more"
+    with pytest.raises(RateLimited):
+        await limiter.reserve("k", 85)  # 84 left: the whole reservation must fit
+
+
+async def test_a_reservation_is_capped_at_the_bucket() -> None:
+    limiter = RateLimiter(Limits(tokens_per_minute=100), MemoryStore(), Metrics())
+    assert await limiter.reserve("k", 5000) == 100  # else no request that large could ever run
