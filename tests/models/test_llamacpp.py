@@ -289,3 +289,22 @@ def test_a_model_folder_is_refused_with_what_to_give_instead(smollm2_folder: Pat
 
     with pytest.raises(ModelError, match=r"\.gguf file or a packaged model"):
         gguf_file(str(smollm2_folder))
+
+
+async def test_collab_drafting_on_llama_cpp_changes_the_time_not_the_text(
+    llama_smollm2: LocalBackend, torch_smollm2: LocalBackend
+) -> None:
+    """The small model on llama.cpp drafts while a slow large model (SmolLM2 on transformers:
+    the same vocabulary, so token ids cross) works; its rewinds leave the text as it was."""
+    from tests.policies.conftest import run_collab
+    from tests.policies.fakes import scripted
+
+    slow = scripted(torch_smollm2, delay=0.05)
+    sometimes = {"trigger": "entropy", "threshold": 1.0}
+    plain = await run_collab(llama_smollm2, slow, {**sometimes, "draft": 0}, max_tokens=24)
+    drafted = await run_collab(llama_smollm2, slow, {**sometimes, "draft": 4}, max_tokens=24)
+    assert plain.extra["vocabulary"] == "shared"
+    assert 0 < plain.report.interventions < 24
+    assert drafted.extra["drafted"] > 0
+    assert drafted.text() == plain.text()
+    assert drafted.report.tokens == plain.report.tokens
