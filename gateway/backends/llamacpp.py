@@ -271,15 +271,16 @@ class LlamaCore:
     def _score(self, ids: Sequence[int], k: int) -> list[TokenChoice]:
         """Each id's log-prob from the row before it (the first from the previous call)."""
         scores: list[TokenChoice] = []
-        for chunk in chunks(list(ids), min(SCORE_CHUNK, self.runtime.batch_size)):
-            self._read(chunk, "all", False)
+        parts = list(chunks(list(ids), min(SCORE_CHUNK, self.runtime.batch_size)))
+        for n, chunk in enumerate(parts):
+            self._read(chunk, "all", self.want_hidden and n == len(parts) - 1)
             rows = self.runtime.logits(len(chunk))
             for token, row in zip(chunk, rows, strict=True):
                 if self.last is not None:
                     scores.append(TokenChoice(token, float(self.last[token]), top(self.last, k)))
                 self.last = log_softmax(row)
-        if self.want_hidden:
-            self.hidden = None  # `extend` without k keeps it current; scoring reads no hidden
+        if self.want_hidden and parts:
+            self.hidden = self.runtime.hidden()
         return scores
 
     def _logprobs(self) -> Array:

@@ -223,6 +223,9 @@ async def test_hidden_state_is_the_final_norm_output_transformers_gives(
         ours = (await session.next_distribution(1)).hidden
         await session.append(ids[:2])
         moved = (await session.next_distribution(1)).hidden
+    async with await llama_smollm2.open_session(ids, hidden=True) as session:
+        await session.score(ids[:2])  # the same sequence, read by scoring
+        scored = (await session.next_distribution(1)).hidden
     async with await torch_smollm2.open_session(ids, hidden=True) as session:
         theirs = (await session.next_distribution(1)).hidden
     assert ours is not None
@@ -231,6 +234,8 @@ async def test_hidden_state_is_the_final_norm_output_transformers_gives(
     assert len(ours) == len(theirs) == 576
     assert cosine(ours, theirs) > 0.98
     assert cosine(ours, moved) < 0.98  # it follows the sequence
+    assert scored is not None
+    assert cosine(scored, moved) > 0.999
 
 
 def cosine(a: list[float], b: list[float]) -> float:
