@@ -313,3 +313,24 @@ async def test_collab_drafting_on_llama_cpp_changes_the_time_not_the_text(
     assert drafted.extra["drafted"] > 0
     assert drafted.text() == plain.text()
     assert drafted.report.tokens == plain.report.tokens
+
+
+async def test_a_prompt_extending_a_pooled_sequence_reads_only_its_new_tokens() -> None:
+    config = LlamaCppConfig(model="smollm2-135m", threads=1, prefix_cache=2)
+    backend: Any = LlamaCppBackend("pooled", config)
+    await backend.start()
+    try:
+        prompt = backend.tokenizer.encode(TEXT)
+        async with await backend.open_session(prompt) as whole:
+            expected = (await whole.generate(16)).ids
+        async with await backend.open_session(prompt) as first:
+            head = (await first.generate(8)).ids
+        await backend.worker.run(lambda: None)  # the closed session's core reaches the pool
+        session = await backend.open_session(prompt + head)
+        assert backend.prefix_pool.hits == 1
+        assert session._pending == head[-1:]  # the pooled cells hold all but the last token
+        async with session:
+            tail = (await session.generate(8)).ids
+    finally:
+        await backend.aclose()
+    assert head + tail == expected
