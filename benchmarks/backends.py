@@ -1,12 +1,14 @@
 """Token-session speed per backend and model: tokens/s and per-step latency by prefix length.
 
-    .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1] [--only transformers]
-        [--models smollm2-135m] [--prefixes 32 256 1024]
+    .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1]
+        [--only transformers llamacpp] [--models smollm2-135m] [--prefixes 32 256 1024]
 
 For each prefix length it opens a session on that many tokens of real text, then times
 - `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, pick, forward);
 - `forward`: the runtime's bare one-token forward pass on an equally long cache, no session;
-and prints the session's overhead over the bare forward pass. With a KV cache, step time at
+and prints the session's overhead over the bare forward pass. Each in-process backend and model
+runs in a process of its own, so the RSS column (the process's peak resident memory so far:
+runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
 1024 tokens should stay within 1.5x of step time at 32. Numbers, not a test: run it on a quiet
 machine. The `openai` rows are HTTP sessions against another Tandem on loopback serving the
 same transformers model (one request per step, relying on the prefix cache).
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +29,7 @@ from typing import Any
 from gateway.backends.local import LocalBackend
 
 PREFIXES = (32, 256, 1024)
+LOCAL_KINDS = ("transformers", "llamacpp", "mlx")
 PARAGRAPH = (
     "Tandem is a gateway that makes a small and a large language model work as one. "
     "A client asks for a model alias, and Tandem decides per request how the two models "
@@ -36,6 +42,10 @@ def make_backend(kind: str, model: str, threads: int) -> LocalBackend:
         from gateway.backends.transformers import TransformersBackend, TransformersConfig
 
         return TransformersBackend(kind, TransformersConfig(model=model, threads=threads))
+    if kind == "llamacpp":
+        from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+
+        return LlamaCppBackend(kind, LlamaCppConfig(model=model, threads=threads))
     from gateway.backends.mlx import MLXBackend, MLXConfig
 
     return MLXBackend(kind, MLXConfig(model=model))
@@ -54,12 +64,32 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
                 core.model(input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1)
 
         return forward
+    if backend.kind == "llamacpp":
+        return bare_llama_decode(core, token)
     import mlx.core as mx
 
     def forward_mlx() -> None:
         mx.eval(core.model(mx.array([[token]]), cache=core.cache))
 
     return forward_mlx
+
+
+def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
+    """llama.cpp's own decode call for one token of the core's sequence, and nothing else."""
+    import llama_cpp as lc
+
+    runtime = core.runtime
+    position = [len(core.forwarded)]
+
+    def forward() -> None:
+        batch = runtime.batch
+        batch.n_tokens = 1
+        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, position[0], 1
+        batch.seq_id[0][0], batch.logits[0] = core.seq, True
+        assert lc.llama_decode(runtime.ctx, batch) == 0
+        position[0] += 1
+
+    return forward
 
 
 async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, float, float]:
@@ -91,13 +121,17 @@ async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, floa
     return prefill, statistics.median(step_times), bare
 
 
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def row(kind: str, model: str, prefix: int, result: tuple[float, float, float]) -> str:
     prefill, step, bare = result
     overhead = f"{(step / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
     bare_ms = f"{bare * 1000:.1f}" if bare == bare else "n/a"
     return (
         f"| {kind} | {model} | {prefix} | {prefill * 1000:.0f} | {step * 1000:.1f} | "
-        f"{bare_ms} | {overhead} | {1 / step:.1f} |"
+        f"{bare_ms} | {overhead} | {1 / step:.1f} | {peak_rss_mib():.0f} |"
     )
 
 
@@ -107,8 +141,14 @@ async def bench_local(kind: str, model: str, args: argparse.Namespace) -> LocalB
     text_ids = backend.tokenizer.encode(PARAGRAPH * 80)
     await measure(backend, text_ids[:32], 2)  # warm-up
     for prefix in args.prefixes:
-        print(row(kind, model, prefix, await measure(backend, text_ids[:prefix], args.steps)))
+        result = await measure(backend, text_ids[:prefix], args.steps)
+        print(row(kind, model, prefix, result), flush=True)
     return backend
+
+
+async def bench_child(kind: str, model: str, args: argparse.Namespace) -> None:
+    backend = await bench_local(kind, model, args)
+    await backend.aclose()
 
 
 async def bench_http(model: str, args: argparse.Namespace) -> None:
@@ -149,27 +189,34 @@ async def bench_http(model: str, args: argparse.Namespace) -> None:
                 await remote.aclose()
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--only", choices=["transformers", "mlx", "openai"])
+    parser.add_argument("--threads", type=int, default=1, help="torch / llama.cpp CPU threads")
+    parser.add_argument("--only", nargs="+", choices=[*LOCAL_KINDS, "openai"])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     parser.add_argument("--prefixes", nargs="+", type=int, default=list(PREFIXES))
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:  # one backend in this process: its rows only
+        asyncio.run(bench_child(args.child[0], args.child[1], args))
+        return
     print(
         "| backend | model | prefix | prefill ms | step ms | bare forward ms | "
-        "session overhead | tokens/s |"
+        "session overhead | tokens/s | peak RSS MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for kind in ("transformers", "mlx"):
-        if args.only in (None, kind):
+    print("|---|---|---|---|---|---|---|---|---|")
+    sys.stdout.flush()
+    common = ["--steps", str(args.steps), "--threads", str(args.threads), "--prefixes"]
+    common += [str(p) for p in args.prefixes]
+    for kind in LOCAL_KINDS:
+        if args.only is None or kind in args.only:
             for model in args.models:
-                backend = await bench_local(kind, model, args)
-                await backend.aclose()
-    if args.only in (None, "openai"):
-        await bench_http(args.models[0], args)
+                child = ["--child", kind, model, *common]
+                subprocess.run([sys.executable, "-m", "benchmarks.backends", *child], check=True)
+    if args.only is None or "openai" in args.only:
+        asyncio.run(bench_http(args.models[0], args))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

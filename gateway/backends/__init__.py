@@ -17,6 +17,7 @@ backends: Registry[Backend] = Registry(
         "echo": "gateway.backends.echo",
         "transformers": "gateway.backends.transformers",
         "mlx": "gateway.backends.mlx",
+        "llamacpp": "gateway.backends.llamacpp",
         "vllm": "gateway.backends.vllm",
     },
 )

@@ -91,3 +91,34 @@ def smollm2_mlx(local_gateway: tuple[str, FastAPI]) -> MLXBackend:
     backend = backend_of(local_gateway[1], "smollm2-mlx")
     assert isinstance(backend, MLXBackend)
     return backend
+
+
+LLAMA_CPP_MISSING = "llama-cpp-python is not installed (`make llamacpp` builds and installs it)"
+
+
+@pytest.fixture(scope="session")
+def llama_smollm2() -> Iterator[LocalBackend]:
+    """SmolLM2 on llama.cpp, from the packaged GGUF as it is; no prefix pool, so tests see
+    fresh sequences."""
+    pytest.importorskip("llama_cpp", reason=LLAMA_CPP_MISSING)
+    from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+
+    config = LlamaCppConfig(model="smollm2-135m", threads=1, prefix_cache=0)
+    yield from started(LlamaCppBackend("llama-smollm2", config))
+
+
+@pytest.fixture(scope="session")
+def llama_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FastAPI]]:
+    """Tandem serving SmolLM2 on llama.cpp as the alias `llama`. No prefix pool: llama.cpp's
+    numbers depend on where a sequence's cells lie in the shared KV cache (8-bit activations turn
+    summation-order noise into log-prob steps of up to 0.03 here), and pooled sequences move
+    them, so a reference session would not repeat a request's numbers exactly."""
+    pytest.importorskip("llama_cpp", reason=LLAMA_CPP_MISSING)
+    settings = {"kind": "llamacpp", "model": "smollm2-135m", "threads": 1, "prefix_cache": 0}
+    catalog = {
+        "backends": {"llama": settings},
+        "models": {"llama": {"policy": "direct", "backends": {"main": "llama"}}},
+    }
+    app = create_app(Settings(config=write_catalog(tmp_path_factory.mktemp("llama"), catalog)))
+    with ServerThread(app) as server:
+        yield server.url, app
