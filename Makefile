@@ -48,7 +48,7 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy --strict gateway
 
-unit: install-dev redis browser tools
+unit: install-dev llamacpp redis browser tools
 	$(BIN)/pytest
 
 # The cache and rate-limit tests use a real Redis on 127.0.0.1:6379; start one if none answers.

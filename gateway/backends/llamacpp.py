@@ -76,6 +76,7 @@ class LlamaRuntime:
         )
         self.context_length = int(lc.llama_n_ctx(self.ctx))
         self.n_embd = int(lc.llama_model_n_embd(self.model))
+        self.hidden_size = self.n_embd  # what a learned router reads
         self.free_seqs = list(range(config.sessions))[::-1]
         self.sessions = config.sessions
         self.embeddings = False
