@@ -47,15 +47,17 @@ class Router:
         self.backends = backends
         self.source = source
 
-    def check_started(self, aliases: list[str] | None = None) -> None:
-        """What only loaded models can tell (a router trained for another pair, a hidden state
-        the small model cannot give): a catalog they cannot serve stops the start."""
+    async def check_started(self, aliases: list[str] | None = None) -> None:
+        """What only started models can tell (a router trained for another pair, a hidden
+        state the small model cannot give, a remote vocabulary that is not the small model's):
+        a catalog they cannot serve stops the start."""
         for alias in self.routes if aliases is None else aliases:
             route = self.routes[alias]
             try:
-                route.policy.check_started(route.params)
+                await route.policy.check_started(route.params)
             except ParamError as exc:
-                key = f"models.{alias}.params.{exc.key}"
+                where = exc.key if exc.key == "backends" else f"params.{exc.key}"
+                key = f"models.{alias}.{where}"
                 raise CatalogError(self.source, key, exc.message) from None
 
     def needing_models(self) -> list[str]:

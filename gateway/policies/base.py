@@ -67,7 +67,7 @@ class Policy(ABC):
         """Whether `check_started` has anything to check for these parameters."""
         return False
 
-    def check_started(self, params: PolicyParams) -> None:
+    async def check_started(self, params: PolicyParams) -> None:
         """Raise `ParamError` when the started backends cannot serve these parameters (a fact
         known only once the models are loaded, such as a router's pair of tokenizers)."""
 

@@ -18,6 +18,8 @@ catalog: the alias has one circuit breaker for its large backend, whatever a req
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -30,7 +32,8 @@ from gateway.backends.base import Backend
 from gateway.backends.openai_http import OpenAIBackend
 from gateway.backends.openai_sessions import HTTPSessions
 from gateway.backends.sessions import TokenBackend
-from gateway.core.errors import InvalidRequest, UnsupportedField
+from gateway.backends.vocab_probe import vocabulary_mismatch
+from gateway.core.errors import InvalidRequest, UnsupportedField, UpstreamError
 from gateway.core.events import EventStream, Report, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.registry import UnknownName
@@ -44,6 +47,8 @@ from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
 
 BY = "the 'collab' policy"
+PROBE_SECONDS = 10.0  # a start-up check of a remote vocabulary waits no longer
+log = logging.getLogger(__name__)
 #: triggers kept per alias: a threshold is any float, so the cache must forget
 TRIGGER_CACHE_SIZE = 64
 TriggerKey = tuple[str, float | None, str | None, float | None]
@@ -126,10 +131,33 @@ class CollabPolicy(Policy):
     def checks_started(self, params: PolicyParams) -> bool:
         return cast(CollabParams, params).trigger == "learned"
 
-    def check_started(self, params: PolicyParams) -> None:
+    async def check_started(self, params: PolicyParams) -> None:
         self._started = True
         self._triggers.clear()  # built before the models were loaded: unchecked
+        large = self.backends["large"]
+        if not has_sessions(large) and isinstance(large, OpenAIBackend):
+            await self._same_vocabulary(large)
         self.trigger(cast(CollabParams, params))
+
+    async def _same_vocabulary(self, large: OpenAIBackend) -> None:
+        """An HTTP large model exchanges token ids with the small one: verified, not assumed.
+        One that cannot be asked now degrades requests, as a failing large model does."""
+        small = cast(TokenBackend, self.backends["small"])
+        try:
+            mismatch = await asyncio.wait_for(
+                vocabulary_mismatch(large, small.tokenizer), PROBE_SECONDS
+            )
+        except (UpstreamError, TimeoutError) as exc:
+            log.warning(
+                "collab alias '%s': the large backend '%s' could not be asked for its "
+                "vocabulary at start (%s); assuming the small model's",
+                self.alias,
+                large.name,
+                getattr(exc, "message", type(exc).__name__),
+            )
+            return
+        if mismatch is not None:
+            raise ParamError("backends", mismatch)
 
     def _fits(self, trigger: Trigger) -> None:
         """A learned router reads this pair's small model: the pair it was trained for, and a

@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, tracer: RequestTracer | None = 
         app.state.tandem = state
         await start_backends(state.router)
         try:
-            state.router.check_started()
+            await state.router.check_started()
         except CatalogError as exc:
             log.error("bad catalog: %s", exc)  # one line to read before uvicorn's own report
             await close_backends(state.router)

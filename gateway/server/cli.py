@@ -107,7 +107,7 @@ async def check_with_models(router: Router, aliases: list[str]) -> None:
     backends = [router.backends[name] for name in sorted(names)]
     try:
         await asyncio.gather(*(backend.start() for backend in backends))
-        router.check_started(aliases)
+        await router.check_started(aliases)
     finally:
         await asyncio.gather(*(b.aclose() for b in backends), return_exceptions=True)
 
