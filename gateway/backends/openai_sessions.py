@@ -23,10 +23,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.backends.openai_http import (
+from gateway.backends.openai_http import OpenAIBackend, encode_payload
+from gateway.backends.openai_wire import (
     MAX_ERROR_BODY,
-    OpenAIBackend,
-    encode_payload,
     translate_status,
     translate_transport_error,
 )

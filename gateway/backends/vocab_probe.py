@@ -37,7 +37,7 @@ async def vocabulary_mismatch(backend: OpenAIBackend, tokenizer: HFTokenizer) ->
         there = await remote_ids(backend, probe)
         if here != there:
             return (
-                f"backend '{backend.name}' tokenises {probe!r} as {there[:12]}, the small model "
-                f"as {here[:12]}: their vocabularies differ, so token ids cannot cross"
+                f"backend '{backend.name}' tokenises {probe!r} as {there[:12]}, the tokenizer "
+                f"the gateway has for it as {here[:12]}: their vocabularies differ"
             )
     return None

@@ -31,6 +31,7 @@ from pydantic import Field
 from gateway.backends.base import Backend
 from gateway.backends.openai_http import OpenAIBackend
 from gateway.backends.openai_sessions import HTTPSessions
+from gateway.backends.remote_tokenizer import load_tokenizer
 from gateway.backends.sessions import TokenBackend
 from gateway.backends.vocab_probe import vocabulary_mismatch
 from gateway.core.errors import InvalidRequest, UnsupportedField, UpstreamError
@@ -38,7 +39,13 @@ from gateway.core.events import EventStream, Report, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.registry import UnknownName
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
-from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, encode_prompt, has_chat_template
+from gateway.core.tokens import (
+    PLAIN_TURN_STOPS,
+    HFTokenizer,
+    chat_prompt,
+    encode_prompt,
+    has_chat_template,
+)
 from gateway.core.window import check_window, check_window_early
 from gateway.policies import ParamError, register
 from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_types
@@ -93,6 +100,7 @@ class CollabPolicy(Policy):
         self._triggers: OrderedDict[TriggerKey, Trigger] = OrderedDict()
         self._breaker: CircuitBreaker | None = None
         self._started = False  # the models are loaded: triggers are checked against them
+        self._large_tokenizer: HFTokenizer | None = None  # an HTTP large model's own, if named
         self._http: HTTPSessions | None = None
 
     def check_params(self, params: PolicyParams) -> None:
@@ -140,13 +148,17 @@ class CollabPolicy(Policy):
         self.trigger(cast(CollabParams, params))
 
     async def _same_vocabulary(self, large: OpenAIBackend) -> None:
-        """An HTTP large model exchanges token ids with the small one: verified, not assumed.
-        One that cannot be asked now degrades requests, as a failing large model does."""
+        """An HTTP large model reads token ids in the vocabulary the gateway gives it (the small
+        model's, or the tokenizer its entry names): verified, not assumed. One that cannot be
+        asked now degrades requests, as a failing large model does."""
         small = cast(TokenBackend, self.backends["small"])
+        source = large.settings.tokenizer
+        if source is not None:
+            self._large_tokenizer = await asyncio.to_thread(load_tokenizer, source)
+            self._http = None
+        tokenizer = self._large_tokenizer or small.tokenizer
         try:
-            mismatch = await asyncio.wait_for(
-                vocabulary_mismatch(large, small.tokenizer), PROBE_SECONDS
-            )
+            mismatch = await asyncio.wait_for(vocabulary_mismatch(large, tokenizer), PROBE_SECONDS)
         except (UpstreamError, TimeoutError) as exc:
             log.warning(
                 "collab alias '%s': the large backend '%s' could not be asked for its "
@@ -157,7 +169,12 @@ class CollabPolicy(Policy):
             )
             return
         if mismatch is not None:
-            raise ParamError("backends", mismatch)
+            hint = (
+                f"the tokenizer '{source}' is not the served model's"
+                if source
+                else f"name the served model's tokenizer as backend '{large.name}''s `tokenizer`"
+            )
+            raise ParamError("backends", f"{mismatch}; {hint}")
 
     def _fits(self, trigger: Trigger) -> None:
         """A learned router reads this pair's small model: the pair it was trained for, and a
@@ -193,13 +210,15 @@ class CollabPolicy(Policy):
         return {"small": "essential", "large": "optional"}
 
     def pair(self) -> tuple[TokenBackend, TokenBackend]:
-        """The two models as token backends; an HTTP large model shares the small vocabulary."""
+        """The two models as token backends. An HTTP large model reads the small model's
+        vocabulary, or the tokenizer its catalog entry names (text then crosses the seam)."""
         small = cast(TokenBackend, self.backends["small"])
         large = self.backends["large"]
         if has_sessions(large):
             return small, cast(TokenBackend, large)
         if self._http is None:
-            self._http = HTTPSessions(cast(OpenAIBackend, large), small.tokenizer)
+            tokenizer = self._large_tokenizer or small.tokenizer
+            self._http = HTTPSessions(cast(OpenAIBackend, large), tokenizer)
         return small, self._http
 
     def chat(self, request: ChatCompletionRequest, params: CollabParams) -> EventStream:
