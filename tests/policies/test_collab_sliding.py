@@ -16,40 +16,15 @@ from gateway.models import prepare
 from gateway.policies.rewind import rewind
 from tests.policies.conftest import run_collab, started
 from tests.policies.fakes import scripted
+from tests.tiny import tiny_sliding_model
 
 WINDOW = 4
-
-
-def tiny_sliding_model(folder: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(prepare("smollm2-135m").location)
-    torch.manual_seed(5)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        sliding_window=WINDOW,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    config.initializer_range = 0.5
-    Gemma3ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
 def sliding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
     folder = tmp_path_factory.mktemp("tiny-sliding")
-    tiny_sliding_model(folder)
+    tiny_sliding_model(folder, Path(prepare("smollm2-135m").location), seed=5, window=WINDOW)
     config = TransformersConfig(model=str(folder), threads=1, prefix_cache=0)
     yield from (backend for [backend] in started([TransformersBackend("sliding", config)]))
 
