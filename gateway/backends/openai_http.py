@@ -69,6 +69,13 @@ class OpenAIBackendConfig(BackendConfig):
     )
     health_timeout: float = Field(default=3.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
+    keepalive_seconds: float = Field(
+        default=4.0,
+        gt=0,
+        description="how long an idle pooled connection is reused: below the server's own "
+        "keep-alive (uvicorn's, so vLLM's and Tandem's, is 5 s), or a reused connection may "
+        "already be closed by the server",
+    )
     content_types: list[str] = Field(default_factory=lambda: ["text"])
     context_length: int | None = Field(
         default=None, ge=1, description="the model's context window in tokens; unset: unchecked"
@@ -128,7 +135,11 @@ class OpenAIBackend(Backend):
                 sock_connect=cfg.connect_timeout,
                 sock_read=cfg.read_timeout,
             ),
-            connector=aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0),
+            connector=aiohttp.TCPConnector(
+                limit=cfg.max_connections,
+                limit_per_host=0,
+                keepalive_timeout=cfg.keepalive_seconds,
+            ),
             auto_decompress=False,
         )
 

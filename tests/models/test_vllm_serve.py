@@ -106,3 +106,50 @@ async def test_vllm_greedy_span_matches_transformers(
     assert span_far.ids == span_near.ids
     assert span_far.logprobs == pytest.approx(span_near.logprobs, abs=TOLERANCE)
     assert step.logprob <= 0
+
+
+@pytest.mark.timeout(400)
+async def test_vllm_is_asked_for_its_vocabulary(
+    vllm: OpenAIBackend, smollm2: TransformersBackend
+) -> None:
+    """The start-up probe against the real server: SmolLM2's tokenizer matches what vLLM serves,
+    Gemma-3's does not."""
+    from transformers import AutoTokenizer
+
+    from gateway.backends.vocab_probe import vocabulary_mismatch
+    from gateway.models import prepare
+
+    assert await vocabulary_mismatch(vllm, smollm2.tokenizer) is None
+    gemma = AutoTokenizer.from_pretrained(prepare("gemma3-270m").location)
+    mismatch = await vocabulary_mismatch(vllm, gemma)
+    assert mismatch is not None
+    assert "vocabularies differ" in mismatch
+
+
+@pytest.mark.timeout(400)
+async def test_collab_with_the_large_model_on_vllm_writes_its_greedy_text(
+    vllm: OpenAIBackend, vllm_url: str, smollm2: TransformersBackend
+) -> None:
+    """collab over HTTP token sessions, one vocabulary: with the large model writing every
+    token, the answer is the text vLLM writes alone."""
+    from gateway.core.events import Delta, Report
+    from gateway.core.protocol import CompletionRequest
+    from gateway.policies.collab import CollabPolicy
+
+    policy = CollabPolicy("pair", {"small": smollm2, "large": vllm})
+    await policy.check_started(policy.parse_params({}))
+    params = policy.parse_params({"trigger": "always", "draft": 0})
+    request = CompletionRequest(model="pair", prompt=TEXT, max_tokens=8, temperature=0)
+    events = [event async for event in policy.complete(request, params)]
+    report = next(e for e in events if isinstance(e, Report))
+    assert report.extra["vocabulary"] == "shared"
+    assert report.tokens["large"] == 8
+    async with httpx.AsyncClient(base_url=vllm_url) as client:
+        alone = await client.post(
+            "/v1/completions",
+            json={"model": "smollm2", "prompt": TEXT, "max_tokens": 8, "temperature": 0},
+        )
+    assert (
+        "".join(e.text for e in events if isinstance(e, Delta))
+        == (alone.json()["choices"][0]["text"])
+    )
