@@ -392,12 +392,7 @@ class Choice:
 
     def _draft_text(self, ids: list[int]) -> str:
         """The text the small model's own `ids` would add after what is written."""
-        if not ids:
-            return ""
-        context = self._small().text.ids[-4:]  # enough for merges and leading spaces
-        decode = self._small().text.tokenizer.decode
-        before = decode(context, skip_special_tokens=True)
-        return str(decode(context + ids, skip_special_tokens=True))[len(before) :]
+        return self._small().text.after(ids)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -51,6 +51,15 @@ class Text:
         self._prefix, self._read = self._read, len(self.ids)
         return after[len(before) :]
 
+    def after(self, ids: Sequence[int]) -> str:
+        """The text `ids` would add after what is here, without adding them (decoded with the
+        last few ids as context, for merges and leading spaces)."""
+        if not ids:
+            return ""
+        context = self.ids[-4:]
+        before = self._decode(context)
+        return self._decode([*context, *ids])[len(before) :]
+
     def take(self, ids: Sequence[int]) -> None:
         """Append ids whose text is already out (written by the other side); they are the
         decoding context of what comes next, as a released piece is in `add`."""

@@ -21,7 +21,13 @@ from typing import Any
 
 from gateway.backends.sessions import Distribution, Stop, TokenBackend
 from gateway.core.protocol import ChatMessage
-from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, encode_prompt, has_chat_template
+from gateway.core.tokens import (
+    PLAIN_TURN_STOPS,
+    REPLACEMENT,
+    chat_prompt,
+    encode_prompt,
+    has_chat_template,
+)
 from gateway.policies.seam import Text, encode_exact
 from gateway.training.prompts import Prompt, correct
 
@@ -185,11 +191,8 @@ async def _large_next(pair: Pair, ids: Prompts, position: Position) -> str | Non
 
 def _piece(text: Text, token: int) -> str:
     """The text `token` would add after what `text` holds (empty: half a character)."""
-    context = text.ids[-4:]  # enough for merges and leading spaces
-    before = text.tokenizer.decode(context, skip_special_tokens=True)
-    after = str(text.tokenizer.decode([*context, token], skip_special_tokens=True))
-    piece = after[len(before) :]
-    return "" if piece.endswith("\ufffd") else piece
+    piece = text.after([token])
+    return "" if piece.endswith(REPLACEMENT) else piece
 
 
 def _disagree(ours: str | None, theirs: str | None) -> bool | None:
