@@ -20,9 +20,10 @@ FLAGS="$FLAGS -DLLAVA_BUILD=OFF"
 wheels=${TANDEM_WHEELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tandem/wheels}
 pattern="llama_cpp_python-$VERSION-*.whl"
 
-found=$(find "$wheels" -maxdepth 1 -name "$pattern" 2>/dev/null | head -n 1)
+# made first: on a fresh machine `find` on a missing folder fails, and pipefail ends the script
+mkdir -p "$wheels"
+found=$(find "$wheels" -maxdepth 1 -name "$pattern" | head -n 1)
 if [ -z "$found" ]; then
-    mkdir -p "$wheels"
     echo "llamacpp-wheel: building llama-cpp-python $VERSION (about 6 minutes, once)" >&2
     # --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS
     CMAKE_ARGS="$FLAGS" "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps \
