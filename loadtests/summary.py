@@ -58,7 +58,8 @@ def ratio_table(reports: list[Report]) -> str:
 
 
 REPEAT_COLUMNS = (
-    "load | gateway | runs | added TTFT p50 ms | req/s, % of direct | ITL p50 ms, gw - direct "
+    "load | gateway | runs | added TTFT p50 ms | added TTFT p99 ms | req/s, % of direct "
+    "| ITL p50 ms, gw - direct "
     "| bursts % | errors"
 )
 
@@ -86,6 +87,7 @@ def repeat_table(reports: list[Report]) -> str:
     rows = []
     for (load, target), runs in pairs.items():
         ttft = [g.ttft_ms.p50 - d.ttft_ms.p50 for d, g in runs]
+        tail = [g.ttft_ms.p99 - d.ttft_ms.p99 for d, g in runs]
         share = [100 * g.rps / d.rps for d, g in runs if d.rps]
         itl = [g.itl_ms.p50 - d.itl_ms.p50 for d, g in runs]
         bursts = [100 * g.burst_fraction for _, g in runs]
@@ -95,6 +97,7 @@ def repeat_table(reports: list[Report]) -> str:
             target,
             str(len(runs)),
             _spread(ttft, signed=True),
+            _spread(tail, signed=True),
             _spread(share, "%") if share else "-",
             _spread(itl, signed=True, digits=2),
             _spread(bursts),
