@@ -16,6 +16,7 @@ from pydantic import Field
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from gateway.backends import register
+from gateway.backends.eos import eos_ids
 from gateway.backends.local import LocalBackend, LocalBackendConfig
 from gateway.backends.sessions import Distribution, TokenChoice
 from gateway.core.request import Sampling
@@ -49,7 +50,9 @@ class TorchRuntime:
             self.tokenizer: Any = AutoTokenizer.from_pretrained(prepared.location)
             model: Any = AutoModelForCausalLM.from_pretrained(prepared.location, dtype=self.dtype)
             self.model: Any = model.to(self.device).eval()
-        self.eos_ids = eos_ids(self.model, self.tokenizer)
+        self.eos_ids = eos_ids(
+            getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id
+        )
         self.vocab_size = len(self.tokenizer)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         size = getattr(self.model.config, "hidden_size", None)
@@ -66,16 +69,6 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":  # bf16 matmuls are slow on most CPUs; fp32 there is also exact
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return DTYPES[dtype]
-
-
-def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list):
-            ids.update(int(v) for v in value)
-    return frozenset(ids)
 
 
 def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> int:

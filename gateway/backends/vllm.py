@@ -19,6 +19,7 @@ from vllm import AsyncEngineArgs, SamplingParams, TokensPrompt
 from vllm.v1.engine.async_llm import AsyncLLM
 
 from gateway.backends import register
+from gateway.backends.eos import eos_ids, generation_config_eos
 from gateway.backends.local import LocalBackend, LocalBackendConfig
 from gateway.backends.openai_sessions import entropy_lower_bound
 from gateway.backends.sessions import (
@@ -52,7 +53,11 @@ class VLLMRuntime:
         self.tokenizer: Any = AutoTokenizer.from_pretrained(prepared.location)
         self.vocab_size = len(self.tokenizer)
         self.context_length = config.max_model_len
-        self.eos_ids = frozenset(i for i in (self.tokenizer.eos_token_id,) if isinstance(i, int))
+        # vLLM runs here with ignore_eos and Tandem's own stop ids: all of them, the ones only
+        # the generation config lists too
+        self.eos_ids = eos_ids(
+            generation_config_eos(prepared.location), self.tokenizer.eos_token_id
+        )
 
 
 def choices(backend: str, entries: Any, ids: Sequence[int], k: int) -> list[TokenChoice]:

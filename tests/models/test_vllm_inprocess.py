@@ -49,6 +49,10 @@ def test_session_greedy_equals_vllms_own_generate(found: dict[str, Any]) -> None
     assert found["session"] == found["own"]
 
 
+def test_end_of_turn_ids_of_the_generation_config_stop_it_too(found: dict[str, Any]) -> None:
+    assert found["eos_with_a_turn_end"] == [0, 2]
+
+
 def test_complete_reports_the_sessions_numbers(found: dict[str, Any]) -> None:
     assert found["wire_logprobs"] == pytest.approx(found["span_logprobs"], abs=1e-6)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of"
@@ -65,5 +67,20 @@ async def run(folder: str) -> dict[str, Any]:
         await backend.aclose()
 
 
+def eos_with_a_turn_end(folder: str) -> list[int]:
+    """The runtime's stop ids for the model with a Llama-3-style generation config: one that
+    lists an end-of-turn id (here 0, `<|endoftext|>`) beside the tokenizer's eos."""
+    from gateway.backends.vllm import VLLMConfig, VLLMRuntime
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in Path(folder).iterdir():
+            if item.name != "generation_config.json":
+                (Path(tmp) / item.name).symlink_to(item)
+        (Path(tmp) / "generation_config.json").write_text(json.dumps({"eos_token_id": [0, 2]}))
+        return sorted(VLLMRuntime(VLLMConfig(model=tmp)).eos_ids)
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(run(sys.argv[1]))))
+    found = asyncio.run(run(sys.argv[1]))
+    found["eos_with_a_turn_end"] = eos_with_a_turn_end(sys.argv[1])
+    print(json.dumps(found))
