@@ -26,6 +26,7 @@ from gateway.core.errors import (
     TandemError,
     internal_error,
 )
+from gateway.observability import tracing
 from gateway.observability.logs import ACCESS_LOGGER
 
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc")
@@ -72,6 +73,7 @@ class Gate:
         """A model call: counted in flight, then measured, logged and traced once it is over."""
         facts: RequestFacts = scope["state"]["facts"]
         span = state.tracer.start(facts) if state.tracer else None
+        traced = tracing.current.set((state.tracer, span)) if state.tracer and span else None
         state.metrics.in_flight.inc()
         limit = state.settings.max_in_flight
         try:
@@ -88,6 +90,8 @@ class Gate:
             finish(state, facts)
             if span is not None and state.tracer is not None:
                 state.tracer.finish(span, facts)
+            if traced is not None:
+                tracing.current.reset(traced)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, state: AppState) -> None:
         """Serve the request; a failure nothing mapped and nothing answered yet is a 500 in the

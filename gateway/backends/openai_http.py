@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field
@@ -47,6 +48,7 @@ from gateway.core.events import EventStream, Finish, Usage
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.core.sse_lines import line_batches
 from gateway.core.window import check_window, check_window_early
+from gateway.observability.tracing import upstream_call
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,11 @@ class OpenAIBackend(Backend):
         self.settings = config
         self.content_types = frozenset(config.content_types)
         self._client: aiohttp.ClientSession | None = None
+
+    @property
+    def server(self) -> str:
+        """The upstream's host, as traces name it (`server.address`)."""
+        return urlsplit(self.settings.base_url).hostname or "-"
 
     @property
     def model_id(self) -> str:
@@ -245,18 +252,20 @@ class OpenAIBackend(Backend):
             headers["x-request-id"] = rid
         content = encode_payload(payload)
         deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
+        operation = "chat" if path.startswith("chat") else "text_completion"
         try:
-            async with self.client.post(path, data=content, headers=headers) as response:
-                if response.status >= 400:
-                    body = await response.content.read(MAX_ERROR_BODY)
-                    raise translate_status(self.name, response, body)
-                watch = ReadWatch(response, self.settings.read_timeout, deadline)
-                try:
-                    yield response
-                finally:
-                    watch.cancel()
-                    if not response.content.at_eof():
-                        response.close()  # the rest is unwanted: drop the connection now
+            with upstream_call(headers, operation, self.settings.model, self.server):
+                async with self.client.post(path, data=content, headers=headers) as response:
+                    if response.status >= 400:
+                        body = await response.content.read(MAX_ERROR_BODY)
+                        raise translate_status(self.name, response, body)
+                    watch = ReadWatch(response, self.settings.read_timeout, deadline)
+                    try:
+                        yield response
+                    finally:
+                        watch.cancel()
+                        if not response.content.at_eof():
+                            response.close()  # the rest is unwanted: drop the connection now
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate_transport_error(self.name, exc) from None
 

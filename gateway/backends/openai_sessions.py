@@ -41,6 +41,7 @@ from gateway.backends.sessions import (
 from gateway.core.errors import UpstreamBadResponse
 from gateway.core.request import Sampling
 from gateway.core.tokens import HFTokenizer, fingerprint
+from gateway.observability.tracing import upstream_call
 
 TOKEN_ID = "token_id:"
 
@@ -88,18 +89,20 @@ class Remote:
         body.update(payload)
         name = self.backend.name
         headers = {"content-type": "application/json"}
+        model = self.backend.settings.model
         try:
-            async with self.backend.client.post(
-                "completions",
-                data=encode_payload(body),
-                headers=headers,
-                timeout=self.backend.call_timeout,
-            ) as response:
-                if response.status >= 400:
-                    raise translate_status(
-                        name, response, await response.content.read(MAX_ERROR_BODY)
-                    )
-                raw = await response.read()
+            with upstream_call(headers, "text_completion", model, self.backend.server):
+                async with self.backend.client.post(
+                    "completions",
+                    data=encode_payload(body),
+                    headers=headers,
+                    timeout=self.backend.call_timeout,
+                ) as response:
+                    if response.status >= 400:
+                        raise translate_status(
+                            name, response, await response.content.read(MAX_ERROR_BODY)
+                        )
+                    raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate_transport_error(name, exc) from None
         try:

@@ -8,13 +8,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.observability.logs import ACCESS_LOGGER
-from gateway.observability.tracing import RequestTracer
+from gateway.observability.tracing import STANDARD_ENDPOINTS, RequestTracer, tracer_for
 from gateway.policies.direct import DirectPolicy
 from tests.integration.test_auth_health_metrics import sample
 from tests.servers import Upstream, serve_gateway, write_catalog
@@ -243,3 +244,72 @@ def test_unknown_field_names_are_logged_counted_truncated_and_escaped(
     assert "\\n" in line  # the forged name, escaped
     assert line.isascii()
     assert len(line) < 400
+
+
+def test_each_upstream_call_is_a_client_span_under_the_request_with_its_traceparent(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    exporter = InMemorySpanExporter()
+    relay = {"kind": "openai", "base_url": f"{upstream.url}/v1", "model": "fake-model"}
+    catalog = write_catalog(
+        tmp_path,
+        {
+            "backends": {"up": relay, "echo": {"kind": "echo"}},
+            "models": {
+                "relay": {"policy": "direct", "backends": {"main": "up"}},
+                "hk": {"policy": "hawkeye", "backends": {"planner": "up", "expander": "echo"}},
+            },
+        },
+    )
+    with serve_gateway(catalog, tracer=RequestTracer(exporter, batch=False)) as url:
+        for model, stream in (("relay", True), ("relay", False), ("hk", False)):
+            marker = f"traced-{model}-{stream}"
+            response = httpx.post(
+                url + "/v1/chat/completions", json=chat(model, marker, stream=stream)
+            )
+            assert response.status_code == 200
+            sent = upstream.find(marker).headers
+            server, client = by_kind(exporter.get_finished_spans(), marker=model)
+            assert client.parent is not None
+            assert client.parent.span_id == server.context.span_id
+            assert client.context.trace_id == server.context.trace_id
+            _version, trace_id, span_id, _ = sent["traceparent"].split("-")
+            assert (int(trace_id, 16), int(span_id, 16)) == (
+                client.context.trace_id,
+                client.context.span_id,
+            ), "the upstream continues the client span"
+            assert dict(client.attributes or {})["gen_ai.request.model"] == "fake-model"
+            exporter.clear()
+
+
+def by_kind(spans: Any, marker: str) -> tuple[Any, Any]:
+    """The request's SERVER span (named after the alias) and its one CLIENT span."""
+    from opentelemetry.trace import SpanKind
+
+    servers = [s for s in spans if s.kind == SpanKind.SERVER and s.name.endswith(marker)]
+    clients = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert len(servers) == 1
+    assert len(clients) == 1, [s.name for s in clients]
+    return servers[0], clients[0]
+
+
+def test_an_untraced_gateway_sends_no_traceparent(gateway_url: str, upstream: Upstream) -> None:
+    response = httpx.post(gateway_url + "/v1/chat/completions", json=chat("relay", "untraced-1"))
+    assert response.status_code == 200
+    assert "traceparent" not in upstream.find("untraced-1").headers
+
+
+def test_the_standard_otel_variables_turn_tracing_on_and_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("TANDEM_OTLP_ENDPOINT", *STANDARD_ENDPOINTS, "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracer_for(None) is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "edge-gateway")
+    tracer = tracer_for(None)
+    assert tracer is not None
+    assert tracer.provider.resource.attributes["service.name"] == "edge-gateway"
+    tracer.shutdown()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert tracer_for("http://127.0.0.1:1/v1/traces") is None
