@@ -87,6 +87,14 @@ class OpenAIBackendConfig(BackendConfig):
         description="the served model's tokenizer (a packaged name, a folder or a hub id), for a "
         "collab large model of another vocabulary than the small one's: text crosses the seam",
     )
+    entropy_logprobs: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="log-probs a token session asks for to bound the next token's entropy "
+        "(vLLM allows 20 unless started with a larger --max-logprobs); more is closer to the "
+        "exact entropy an in-process backend reports",
+    )
     max_token_chars: int = Field(
         default=64,
         ge=1,

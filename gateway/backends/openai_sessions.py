@@ -55,9 +55,27 @@ def parse_token(backend: str, token: str) -> int:
 
 
 def entropy_lower_bound(logprobs: Sequence[float]) -> float:
+    """The entropy of a distribution known by its top-k log-probs only: a lower bound, as
+    tight as the top-k allow. No token of the unseen rest is likelier than the rest's mass or
+    than the least of the top-k, so each of its nats is at least -log of the smaller: on real
+    text (SmolLM2, 529 positions, docs/collaboration.md) this halves the gap to the exact
+    entropy against counting the rest as one token."""
     probs = [math.exp(lp) for lp in logprobs]
     rest = max(0.0, 1.0 - sum(probs))
-    return -sum(p * math.log(p) for p in [*probs, rest] if p > 0)
+    seen = -sum(p * math.log(p) for p in probs if p > 0)
+    if rest <= 0.0:
+        return seen
+    ceiling = min([rest, *probs])
+    return seen - rest * math.log(ceiling) if ceiling > 0 else seen
+
+
+def top_k_distribution(ranked: Sequence[tuple[int, float]], k: int) -> Distribution:
+    """The first `k` of a ranking, with the entropy bound that all of it allows: a backend
+    that sees only top log-probs asks for more than `k` so that an entropy threshold means
+    nearly what it means where the whole vocabulary is seen."""
+    top = ranked[:k]
+    entropy = entropy_lower_bound([lp for _, lp in ranked])
+    return Distribution([i for i, _ in top], [lp for _, lp in top], entropy)
 
 
 def sampling_fields(sampling: Sampling) -> dict[str, Any]:
@@ -144,12 +162,11 @@ class HTTPTokenSession(TokenSession):
 
     async def next_distribution(self, k: int) -> Distribution:
         self._check()
+        wide = max(k, self.remote.backend.settings.entropy_logprobs)
         done = await self.remote.complete(
-            {"prompt": self.ids, "max_tokens": 1, "logprobs": k, "temperature": 0}
+            {"prompt": self.ids, "max_tokens": 1, "logprobs": wide, "temperature": 0}
         )
-        top = done.tokens[0].top[:k] if done.tokens else []
-        logprobs = [lp for _, lp in top]
-        return Distribution([i for i, _ in top], logprobs, entropy_lower_bound(logprobs))
+        return top_k_distribution(done.tokens[0].top if done.tokens else [], k)
 
     async def score(self, ids: Sequence[int], k: int = 0) -> list[TokenChoice]:
         self._check()

@@ -21,7 +21,7 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from gateway.backends import register
 from gateway.backends.eos import eos_ids, generation_config_eos
 from gateway.backends.local import LocalBackend, LocalBackendConfig
-from gateway.backends.openai_sessions import entropy_lower_bound
+from gateway.backends.openai_sessions import top_k_distribution
 from gateway.backends.sessions import (
     GREEDY,
     Distribution,
@@ -105,11 +105,10 @@ class VLLMSession(TokenSession):
         return final
 
     async def next_distribution(self, k: int) -> Distribution:
-        out = await self._run(params(GREEDY, 1, k), self.ids)
-        top = choices(self.backend.name, out.outputs[0].logprobs, out.outputs[0].token_ids, k)
-        ranked = top[0].top
-        logprobs = [lp for _, lp in ranked]
-        return Distribution([i for i, _ in ranked], logprobs, entropy_lower_bound(logprobs))
+        wide = max(k, MAX_LOGPROBS)  # all the engine gives: the entropy bound is tighter
+        out = await self._run(params(GREEDY, 1, wide), self.ids)
+        top = choices(self.backend.name, out.outputs[0].logprobs, out.outputs[0].token_ids, wide)
+        return top_k_distribution(top[0].top, k)
 
     async def score(self, ids: Sequence[int], k: int = 0) -> list[TokenChoice]:
         sequence = [*self.ids, *ids]
