@@ -113,13 +113,21 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
     assert profiles == {
         "tandem": ["gpu"],
         "tandem-cpu": ["cpu"],
+        "tandem-collab": ["collab"],
         "redis": [],
         "vllm": ["gpu"],
+        "vllm-cpu": ["collab"],
         "prometheus": ["metrics"],
     }
 
 
-@pytest.mark.parametrize("active", [{"cpu"}, {"gpu"}, {"cpu", "metrics"}, {"gpu", "metrics"}])
+TANDEMS = ("tandem", "tandem-cpu", "tandem-collab")
+
+
+@pytest.mark.parametrize(
+    "active",
+    [{"cpu"}, {"gpu"}, {"collab"}, {"cpu", "metrics"}, {"gpu", "metrics"}, {"collab", "metrics"}],
+)
 def test_each_profile_starts_a_complete_setup(compose: dict[str, Any], active: set[str]) -> None:
     services = compose["services"]
     running = {
@@ -128,7 +136,7 @@ def test_each_profile_starts_a_complete_setup(compose: dict[str, Any], active: s
         if not svc.get("profiles") or active & {*svc["profiles"]}
     }
     # Exactly one Tandem, with everything it depends on running too.
-    tandems = running & {"tandem", "tandem-cpu"}
+    tandems = running & set(TANDEMS)
     assert len(tandems) == 1
     for name in running:
         assert set(services[name].get("depends_on", {})) <= running
@@ -138,23 +146,25 @@ def test_each_profile_starts_a_complete_setup(compose: dict[str, Any], active: s
 
 def test_dependencies_wait_for_health(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         depends = services[name]["depends_on"]
         assert "redis" in depends
         for dependency, condition in depends.items():
             assert condition == {"condition": "service_healthy"}, name
             assert services[dependency]["healthcheck"]["test"][0] == "CMD"
     assert "vllm" in services["tandem"]["depends_on"]
+    assert "vllm-cpu" in services["tandem-collab"]["depends_on"]
 
 
 def test_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         check = services[name]["healthcheck"]
         assert any("/healthz" in part for part in check["test"])
         # Local models are prepared at first start: give that time before failures count.
         assert seconds(check["start_period"]) >= 300
-    assert any("/health" in part for part in services["vllm"]["healthcheck"]["test"])
+    for name in ("vllm", "vllm-cpu"):
+        assert any("/health" in part for part in services[name]["healthcheck"]["test"])
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert all("healthcheck" in svc for svc in services.values())
 
@@ -191,9 +201,10 @@ def test_named_volumes_hold_the_model_caches(compose: dict[str, Any]) -> None:
                 used.add(source)
     assert used == declared
     home = compose["services"]["tandem"]["environment"]["TANDEM_HOME"]
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         assert f"tandem-models:{home}" in compose["services"][name]["volumes"]
-    assert any(v.startswith("vllm-cache:") for v in compose["services"]["vllm"]["volumes"])
+    for name in ("vllm", "vllm-cpu"):
+        assert any(v.startswith("vllm-cache:") for v in compose["services"][name]["volumes"])
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -205,17 +216,39 @@ def test_mounted_files_exist_and_the_catalog_is_where_tandem_config_points(
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (COMPOSE.parent / source).is_file(), source
-    tandem = compose["services"]["tandem"]
-    config = tandem["environment"]["TANDEM_CONFIG"]
-    (catalog,) = [v for v in tandem["volumes"] if v.split(":")[1] == config]
-    assert catalog.endswith(":ro")
-    path = COMPOSE.parent / catalog.split(":")[0]
-    assert tandem_main(["check", "--config", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "catalog ok: large"
+    expected = {
+        "tandem": "catalog ok: large",
+        "tandem-collab": "catalog ok: large, small, tandem-collab, tandem-hawkeye",
+    }
+    for name, aliases in expected.items():
+        tandem = compose["services"][name]
+        config = tandem["environment"]["TANDEM_CONFIG"]
+        (catalog,) = [v for v in tandem["volumes"] if v.split(":")[1] == config]
+        assert catalog.endswith(":ro")
+        path = COMPOSE.parent / catalog.split(":")[0]
+        assert tandem_main(["check", "--config", str(path)]) == 0
+        assert capsys.readouterr().out.strip() == aliases
+
+
+def test_collab_reaches_the_vllm_cpu_server_it_waits_for(compose: dict[str, Any]) -> None:
+    vllm = compose["services"]["vllm-cpu"]
+    served = vllm["command"][vllm["command"].index("--served-model-name") + 1]
+    catalog = load_yaml(DEPLOY / "catalogs" / "collab.yaml")
+    large = catalog["backends"]["large"]
+    assert large["model"] == served
+    assert large["base_url"] == "http://vllm-cpu:8000/v1"
+    # a token session asks for 20 log-probs (entropy_logprobs): the server must allow them
+    assert int(vllm["command"][vllm["command"].index("--max-logprobs") + 1]) >= 20
+    assert large["context_length"] == int(
+        vllm["command"][vllm["command"].index("--max-model-len") + 1]
+    )
+    policies = {m["policy"] for m in catalog["models"].values()}
+    assert {"collab", "hawkeye"} <= policies
+    assert "devices" not in str(vllm.get("deploy", {})), "no GPU needed"
 
 
 def test_tandem_services_are_hardened_and_drain_on_stop(compose: dict[str, Any]) -> None:
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         svc = compose["services"][name]
         assert svc["read_only"] is True
         assert "/tmp" in svc["tmpfs"]
@@ -227,7 +260,7 @@ def test_tandem_services_are_hardened_and_drain_on_stop(compose: dict[str, Any])
 
 def test_images_are_built_from_the_dockerfile_targets(compose: dict[str, Any]) -> None:
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", DOCKERFILE.read_text(), re.M | re.I)
-    for name, target in (("tandem", "gateway"), ("tandem-cpu", "cpu")):
+    for name, target in (("tandem", "gateway"), ("tandem-cpu", "cpu"), ("tandem-collab", "cpu")):
         build = compose["services"][name]["build"]
         assert build["target"] == target
         assert target in stages
@@ -245,13 +278,13 @@ def test_prometheus_scrapes_tandem_under_either_profile(compose: dict[str, Any])
     host, port = target.split(":")
     assert jobs["tandem"]["metrics_path"] == "/metrics"
     assert port == "8000"
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         aliases = services[name].get("networks", {}).get("default", {}).get("aliases", [])
         assert host == name or host in aliases
 
 
 def test_published_port_is_tandems(compose: dict[str, Any]) -> None:
-    for name in ("tandem", "tandem-cpu"):
+    for name in TANDEMS:
         (port,) = compose["services"][name]["ports"]
         assert port == "127.0.0.1:8000:8000"
         assert PurePosixPath(compose["services"][name]["environment"]["TANDEM_HOME"]).is_absolute()
