@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "tandem"
 ALL_ON_VALUES = CHART / "ci" / "all-on-values.yaml"
+COLLAB_VALUES = CHART / "ci" / "collab-values.yaml"
 # the defaults, plus the one value the chart needs to serve without API keys
 NO_KEYS_VALUES = CHART / "ci" / "no-keys-values.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -115,6 +116,11 @@ def default(render: Render) -> Rendered:
 @pytest.fixture(scope="session")
 def all_on(render: Render) -> Rendered:
     return render(ALL_ON_VALUES)
+
+
+@pytest.fixture(scope="session")
+def collab(render: Render) -> Rendered:
+    return render(COLLAB_VALUES)
 
 
 @pytest.fixture

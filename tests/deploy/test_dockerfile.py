@@ -108,6 +108,18 @@ def test_hadolint_finds_nothing() -> None:
     assert result.stdout.strip() == ""
 
 
+def test_the_router_image_is_clean_and_pins_what_the_chart_and_load_tests_run() -> None:
+    router = DOCKERFILE.with_name("Dockerfile.router")
+    result = hadolint(router)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (pinned,) = re.findall(r"vllm-router==([\w.]+)", router.read_text())
+    chart = load_yaml(DOCKERFILE.parent / "helm" / "tandem" / "values.yaml")
+    assert chart["vllm"]["router"]["image"]["tag"] == pinned
+    loadtests = (ROOT / "loadtests" / "requirements.txt").read_text()
+    assert f"\nvllm-router=={pinned}\n" in loadtests
+    assert "USER 10001:10001" in router.read_text()
+
+
 def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")

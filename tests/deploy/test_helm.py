@@ -20,6 +20,7 @@ from gateway.server.cli import main as tandem_main
 from tests.deploy.conftest import (
     ALL_ON_VALUES,
     CHART,
+    COLLAB_VALUES,
     KUBE_VERSIONS,
     NO_KEYS_VALUES,
     RELEASE,
@@ -31,7 +32,11 @@ from tests.deploy.conftest import (
 )
 from tests.servers import closed_port
 
-VALUE_SETS = {"default": (NO_KEYS_VALUES,), "all-on": (ALL_ON_VALUES,)}
+VALUE_SETS = {
+    "default": (NO_KEYS_VALUES,),
+    "all-on": (ALL_ON_VALUES,),
+    "collab": (COLLAB_VALUES,),
+}
 CRD_KINDS = {"ServiceMonitor"}
 FULLNAME = f"{RELEASE}-tandem"
 
@@ -206,7 +211,12 @@ def test_catalog_configmap_is_mounted_where_tandem_config_points(
 
 @pytest.mark.usefixtures("clean_env")
 @pytest.mark.parametrize(
-    ("name", "aliases"), [("default", ["echo"]), ("all_on", ["echo", "large"])]
+    ("name", "aliases"),
+    [
+        ("default", ["echo"]),
+        ("all_on", ["echo", "large"]),
+        ("collab", ["large", "tandem-collab", "tandem-hawkeye"]),
+    ],
 )
 def test_rendered_catalog_passes_tandem_check(
     name: str,
@@ -234,6 +244,54 @@ def test_all_on_catalog_reaches_the_bundled_vllm_service(all_on: Rendered) -> No
     vllm = all_on.one("Deployment", "vllm")
     args = pod_spec(vllm)["containers"][0]["args"]
     assert args[args.index("--served-model-name") + 1] == large["model"]
+
+
+def test_collab_reaches_the_vllm_replicas_through_the_router(collab: Rendered) -> None:
+    _, configmap = catalog_mount(collab)
+    catalog = yaml.safe_load(configmap["data"]["catalog.yaml"])
+    router = collab.one("Deployment", "vllm-router")
+    service = collab.one("Service", "vllm-router")
+    (port,) = service["spec"]["ports"]
+    large = catalog["backends"]["large"]
+    assert large["base_url"] == f"http://{service['metadata']['name']}:{port['port']}/v1"
+    assert {m["policy"] for m in catalog["models"].values()} == {"collab", "hawkeye", "direct"}
+    vllm = collab.one("Deployment", "vllm")
+    assert vllm["spec"]["replicas"] == 2
+    args = pod_spec(router)["containers"][0]["args"]
+    assert args[args.index("--policy") + 1] == "consistent_hash"
+    # the router's service discovery selects exactly the vLLM pods
+    selector = dict(a.split("=", 1) for a in args[args.index("--selector") + 1 :] if "=" in a)
+    pod_labels = vllm["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert selector["app.kubernetes.io/component"] == "vllm"
+    assert args[args.index("--service-discovery-port") + 1] == str(
+        vllm["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    )
+    vllm_args = pod_spec(vllm)["containers"][0]["args"]
+    assert "--enable-prefix-caching" in vllm_args
+    assert int(vllm_args[vllm_args.index("--max-logprobs") + 1]) >= 20
+
+
+def test_the_router_may_only_read_pods_with_its_own_account(collab: Rendered) -> None:
+    router = collab.one("Deployment", "vllm-router")
+    account = pod_spec(router)["serviceAccountName"]
+    (role,) = collab.all("Role")
+    (binding,) = collab.all("RoleBinding")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert [s["name"] for s in binding["subjects"]] == [account]
+    assert pod_spec(collab.gateway())["serviceAccountName"] != account
+    policies = {
+        p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]["ingress"][0]["from"]
+        for p in collab.all("NetworkPolicy")
+    }
+    sources = {
+        name: sorted(s["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for s in rule)
+        for name, rule in policies.items()
+    }
+    assert sources == {"vllm": ["gateway", "vllm-router"], "vllm-router": ["gateway"]}
 
 
 def secret_strings(values: list[str]) -> set[str]:

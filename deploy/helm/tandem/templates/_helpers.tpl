@@ -70,6 +70,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-vllm" (include "tandem.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "tandem.vllmRouterName" -}}
+{{- printf "%s-vllm-router" (include "tandem.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* host:port of the large model: vllm-router when it is on, else vLLM's own Service. */}}
+{{- define "tandem.vllmEndpoint" -}}
+{{- if .Values.vllm.router.enabled }}
+{{- printf "%s:%v" (include "tandem.vllmRouterName" .) .Values.vllm.router.port }}
+{{- else }}
+{{- printf "%s:%v" (include "tandem.vllmName" .) .Values.vllm.port }}
+{{- end }}
+{{- end }}
+
 {{/* SIGTERM -> preStop sleep -> drain streams for shutdownGraceSeconds -> exit. */}}
 {{- define "tandem.terminationGracePeriodSeconds" -}}
 {{- $drain := add (int .Values.preStopSleepSeconds) (int (ceil .Values.config.shutdownGraceSeconds)) }}
