@@ -54,7 +54,9 @@ def test_end_of_turn_ids_of_the_generation_config_stop_it_too(found: dict[str, A
 
 
 def test_complete_reports_the_sessions_numbers(found: dict[str, Any]) -> None:
-    assert found["wire_logprobs"] == pytest.approx(found["span_logprobs"], abs=1e-6)
+    # the same positions, computed by two engine runs: vLLM's CPU kernels are not bitwise
+    # repeatable across runs (1.2e-5 apart once, on a loaded machine), so not exact either
+    assert found["wire_logprobs"] == pytest.approx(found["span_logprobs"], abs=1e-4)
 
 
 async def test_vllm_distribution_is_transformers_for_the_same_model(
