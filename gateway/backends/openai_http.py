@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig
@@ -51,6 +51,10 @@ from gateway.core.window import check_window, check_window_early
 from gateway.observability.tracing import upstream_call
 
 log = logging.getLogger(__name__)
+#: headers every call sets: a session header may not replace one
+RESERVED_HEADERS = frozenset(
+    {"authorization", "content-type", "content-length", "host", "x-request-id", "traceparent"}
+)
 
 
 class OpenAIBackendConfig(BackendConfig):
@@ -95,6 +99,14 @@ class OpenAIBackendConfig(BackendConfig):
         "(vLLM allows 20 unless started with a larger --max-logprobs); more is closer to the "
         "exact entropy an in-process backend reports",
     )
+    session_header: str | None = Field(
+        default="x-session-id",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="the header that carries a token session's routing key, the same on every "
+        "call of that session (with `x-request-id` beside it), so that a sticky router in "
+        "front of replicas (vLLM's router reads `x-session-id`) keeps the session, and its "
+        "prefix cache, on one replica; null: none is sent",
+    )
     max_token_chars: int = Field(
         default=64,
         ge=1,
@@ -102,6 +114,13 @@ class OpenAIBackendConfig(BackendConfig):
         "for an HTTP model, so it checks a lower bound of the prompt's tokens, its characters "
         "over this",
     )
+
+    @field_validator("session_header")
+    @classmethod
+    def _not_a_header_of_the_gateway(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() in RESERVED_HEADERS:
+            raise ValueError(f"'{value}' is a header the gateway sets itself")
+        return None if value is None else value.lower()
 
 
 @register("openai")
@@ -137,6 +156,16 @@ class OpenAIBackend(Backend):
         if key is None and self.settings.api_key_env:
             key = os.environ.get(self.settings.api_key_env)
         return {"authorization": f"Bearer {key}"} if key else {}
+
+    def call_headers(self, session: str | None = None) -> dict[str, str]:
+        """The headers of one call: the client request's id, and a token session's routing
+        key under `session_header`."""
+        headers = {"content-type": "application/json"}
+        if (rid := request_id.get()) is not None:
+            headers["x-request-id"] = rid
+        if session is not None and (name := self.settings.session_header):
+            headers[name] = session
+        return headers
 
     async def start(self) -> None:
         cfg = self.settings
@@ -255,9 +284,7 @@ class OpenAIBackend(Backend):
     async def _open(
         self, path: str, payload: dict[str, Any]
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        headers = {"content-type": "application/json"}
-        if (rid := request_id.get()) is not None:
-            headers["x-request-id"] = rid
+        headers = self.call_headers()
         content = encode_payload(payload)
         deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
         operation = "chat" if path.startswith("chat") else "text_completion"

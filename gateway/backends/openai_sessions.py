@@ -8,7 +8,10 @@ HTTPSessions(openai_backend, tokenizer)   same vocabulary: token-id sessions
 complete_text(openai_backend, text, ...)   other vocabulary: text in, text and log-probs out
 ```
 
-Each call asks for `return_tokens_as_token_ids`, so tokens come back as `token_id:N` and are
+Every call of one session carries the same routing key (the backend's `session_header`, by
+default `x-session-id`, beside `x-request-id`): a sticky router in front of replicas sends the
+whole session to one of them, where its prefix is cached. Each call asks for
+`return_tokens_as_token_ids`, so tokens come back as `token_id:N` and are
 never re-tokenised. Over HTTP the entropy of a distribution is a lower bound computed from the
 top-k (the rest of the probability mass counted as one outcome).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,16 +101,18 @@ class Completion:
 
 
 class Remote:
-    """POSTs to `/v1/completions` through the backend's client; errors become Tandem's."""
+    """POSTs to `/v1/completions` through the backend's client; errors become Tandem's. A
+    token session's calls share its routing `key` (`OpenAIBackend.call_headers`)."""
 
-    def __init__(self, backend: OpenAIBackend) -> None:
+    def __init__(self, backend: OpenAIBackend, key: str | None = None) -> None:
         self.backend = backend
+        self.key = key
 
     async def complete(self, payload: dict[str, Any]) -> Completion:
         body = {"model": self.backend.settings.model, "return_tokens_as_token_ids": True}
         body.update(payload)
         name = self.backend.name
-        headers = {"content-type": "application/json"}
+        headers = self.backend.call_headers(self.key)
         model = self.backend.settings.model
         try:
             with upstream_call(headers, "text_completion", model, self.backend.server):
@@ -242,7 +248,7 @@ class HTTPSessions:
         self, prompt_ids: Sequence[int], *, hidden: bool = False
     ) -> TokenSession:
         # hidden states never cross HTTP; a caller that needs them gets none rather than an error
-        return HTTPTokenSession(Remote(self.backend), prompt_ids)
+        return HTTPTokenSession(Remote(self.backend, uuid.uuid4().hex), prompt_ids)
 
 
 async def complete_text(
