@@ -1,7 +1,8 @@
 """A TCP proxy on loopback that adds a round trip: a network between Tandem and a model server.
 
 Every byte is held `rtt / 2` seconds in each direction, in order, without limiting bandwidth:
-the latency of a real link, so that a request/response exchange costs one `rtt` more. Tests and
+the latency of a real link, so that a request/response exchange costs one `rtt` more. `rtt`
+may be changed while connections are open (a benchmark sweeps it over pooled connections). Tests and
 benchmarks (benchmarks/collab_rtt.py) put it between the gateway and an upstream:
 
     with DelayProxy("127.0.0.1", upstream_port, rtt=0.05) as proxy:
@@ -27,6 +28,7 @@ class DelayProxy:
         self.rtt = rtt
         self.port = 0
         self.connections = 0
+        self.requests = 0  # HTTP requests seen going upstream (request lines that start a read)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -68,20 +70,28 @@ class DelayProxy:
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(
-            self._pipe(client_r, server_w), self._pipe(server_r, client_w), return_exceptions=True
-        )
+        # ended, not cancelled, at shutdown: asyncio's stream callback reads a cancelled
+        # connection task's exception and logs the CancelledError
+        with suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(client_r, server_w, upstream=True),
+                self._pipe(server_r, client_w),
+                return_exceptions=True,
+            )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False
+    ) -> None:
         """Bytes from `reader` reach `writer` half a round trip after they arrived, in order:
         a reader task stamps them, a writer task releases them when their time comes."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        delay = self.rtt / 2
 
         async def read() -> None:
             while data := await reader.read(CHUNK):
-                queue.put_nowait((time.monotonic() + delay, data))
-            queue.put_nowait((time.monotonic() + delay, b""))
+                if upstream:
+                    self.requests += data.count(b" HTTP/1.1\r\n")
+                queue.put_nowait((time.monotonic() + self.rtt / 2, data))
+            queue.put_nowait((time.monotonic() + self.rtt / 2, b""))
 
         async def write() -> None:
             while True:

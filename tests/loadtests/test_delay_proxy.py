@@ -29,7 +29,7 @@ def test_each_exchange_costs_one_more_round_trip(upstream: Upstream) -> None:
     assert upstream.find("rtt-proxied").path.endswith("/v1/completions")
     # the TCP handshake is local to the proxy; the request and its answer cross it once each
     assert 0.2 <= delayed - direct < 0.2 + 0.5, (direct, delayed)
-    assert proxy.connections == 1
+    assert (proxy.connections, proxy.requests) == (1, 1)
 
 
 def test_a_streamed_answer_arrives_whole_and_in_order(upstream: Upstream) -> None:
