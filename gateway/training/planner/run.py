@@ -121,17 +121,22 @@ def run(recipe: PlannerRecipe) -> Outcome:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(r.expander.start())
-        held = [q.id for q in found.heldout]
+        # what an evaluation depends on besides the planner
+        held = {
+            "questions": [q.id for q in found.heldout],
+            "plan_max_tokens": r.params.plan_max_tokens,
+            "answer_max_tokens": recipe.answer_max_tokens,
+        }
         before = phase(
             recipe.out / "eval-before.json",
-            {"planner": r.base, "questions": held},
+            {"planner": r.base, **held},
             evaluated(r.planner, r, found.heldout, recipe, "before"),
             loop,
         )
         trained = train(recipe, r.base, found.train, r.params, r.expander, loop)
         after = phase(
             recipe.out / "eval-after.json",
-            {"step": trained.step, "questions": held},
+            {"step": trained.step, **held},
             evaluated(
                 trained_backend(r, trained.planner, recipe.threads),
                 r,
