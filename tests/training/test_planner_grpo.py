@@ -1,6 +1,7 @@
 """A CPU smoke run of `tandem train planner`: a tiny random planner and expander on SmolLM2's
-real tokenizer, two GRPO steps on BIG-bench questions, a resumed third step, then the trained
-folder served as the `planner` of a catalog, and the LoRA on the base model."""
+real tokenizer, two GRPO steps on BIG-bench questions, a resumed third step, a run that has
+nothing left to train, then the trained folder served as the `planner` of a catalog, and the
+LoRA on the base model."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first = json.loads((folder / "run/checkpoints/checkpoint-2/trainer_state.json").read_text())
     (folder / "first-log.json").write_text(json.dumps(first["log_history"]))
     assert main(["train", "planner", str(recipe), "--steps", "3"]) == 0
+    # once at its steps, a run trains no further: it writes the planner from the checkpoint
+    (folder / "run/planner/config.json").unlink()
+    assert main(["train", "planner", str(recipe), "--steps", "3"]) == 0
     return folder
 
 
@@ -85,6 +89,8 @@ def test_a_second_run_resumes_from_the_last_checkpoint(run: Path) -> None:
     assert all("plan_length" in row and "grade" in row for row in first)
     after = json.loads((run / "run/eval-after.json").read_text())
     assert after["stamp"]["step"] == 3
+    assert not (run / "run/checkpoints/checkpoint-4").exists()
+    assert (run / "run/planner/config.json").is_file()
 
 
 def test_the_trained_folder_serves_as_a_catalog_s_planner(run: Path) -> None:

@@ -6,6 +6,7 @@ checkpoint in `OUT/checkpoints`. Writes `OUT/adapter` (the LoRA, for the base mo
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +114,12 @@ def train(
         counter(tokenizer, recipe.reward.unit),
     )
     checkpoints = recipe.out / "checkpoints"
+    last = last_checkpoint(checkpoints)
     with warnings.catch_warnings():
         for message in LIBRARY_DEPRECATIONS:
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        if last is not None and step_of(last) >= recipe.grpo.steps:
+            return finished(model, last, tokenizer, recipe.out)
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=reward,
@@ -124,8 +128,19 @@ def train(
             processing_class=tokenizer,
             peft_config=lora(recipe),
         )
-        trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    return save(trainer, tokenizer, recipe.out)
+        trainer.train(resume_from_checkpoint=last)
+    state = trainer.state
+    return save(trainer.model, tokenizer, recipe.out, state.global_step, state.log_history)
+
+
+def finished(model: Any, checkpoint: str, tokenizer: Any, out: Path) -> Trained:
+    """A run that already reached its steps: the checkpoint's LoRA, not trained further
+    (the trainer, resumed at its last step, would train one more)."""
+    from peft import PeftModel
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    lora = PeftModel.from_pretrained(model, checkpoint)
+    return save(lora, tokenizer, out, state["global_step"], state["log_history"])
 
 
 def counter(tokenizer: Any, unit: str) -> Counter:
@@ -144,12 +159,16 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def save(trainer: Any, tokenizer: Any, out: Path) -> Trained:
+def step_of(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.removeprefix("checkpoint-"))
+
+
+def save(model: Any, tokenizer: Any, out: Path, step: int, log: list[dict[str, Any]]) -> Trained:
+    """The LoRA, and the LoRA merged into the base model, each with the tokenizer."""
     adapter, planner = out / "adapter", out / "planner"
-    trainer.model.save_pretrained(adapter)
+    model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
-    merged = trainer.model.merge_and_unload()
+    merged = model.merge_and_unload()
     merged.save_pretrained(planner)
     tokenizer.save_pretrained(planner)
-    state = trainer.state
-    return Trained(planner, adapter, int(state.global_step), list(state.log_history))
+    return Trained(planner, adapter, int(step), list(log))
