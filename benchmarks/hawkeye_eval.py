@@ -99,7 +99,8 @@ async def alone(backend: LocalBackend, text: str, max_tokens: int, large: bool) 
 async def planned(policy: HawkeyePolicy, text: str, plan: int, answer: int) -> Reply:
     params = HawkeyeParams(plan_max_tokens=plan, plan_cache=False)
     words, report = [], None
-    async for event in policy.chat(request(text, answer), params):
+    # the plan counts as reasoning inside max_tokens: the request's budget covers both
+    async for event in policy.chat(request(text, plan + answer), params):
         if isinstance(event, Delta):
             words.append(event.text)
         elif isinstance(event, Report):
