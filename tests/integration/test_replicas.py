@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from gateway.backends.openai_http import OpenAIBackend, OpenAIBackendConfig
 from gateway.backends.openai_sessions import HTTPTokenSession, Remote
 from gateway.backends.replicas import Replica, ReplicaSet
+from gateway.core.errors import UpstreamUnavailable
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 from tests.servers import serve_gateway, write_catalog
 
@@ -40,6 +41,12 @@ class Fleet:
 
     def stop(self, index: int) -> None:
         self.servers[index].__exit__(None, None, None)
+
+    def restart(self, index: int) -> None:
+        """The stopped replica again, on its own port."""
+        port = int(self.urls[index].removesuffix("/v1").rsplit(":", 1)[1])
+        self.servers[index] = ServerThread(self.fakes[index].app, port=port)
+        self.servers[index].__enter__()
 
     def __exit__(self, *exc: object) -> None:
         for server in self.servers:
@@ -165,6 +172,26 @@ async def test_a_stopped_replica_fails_over_and_shows_down(tmp_path: Path) -> No
     address = dead.removeprefix("http://").removesuffix("/v1")
     assert f'tandem_backend_replica_up{{backend="pair",replica="{address}"}} 0.0' in scraped
     assert scraped.count("tandem_backend_replica_up{") == 2
+
+
+async def test_a_health_check_finds_a_replica_down_then_up_again(fleet: Fleet) -> None:
+    backend = OpenAIBackend("large", config(fleet.urls))
+    await backend.start()
+    try:
+        await asyncio.to_thread(fleet.stop, 1)
+        await backend.health()  # two of three answer: healthy
+        assert [s.up for s in backend.replica_states()] == [True, False, True]
+        await asyncio.to_thread(fleet.restart, 1)
+        await backend.health()
+        assert [s.up for s in backend.replica_states()] == [True, True, True]
+        await asyncio.to_thread(fleet.stop, 0)
+        await asyncio.to_thread(fleet.stop, 1)
+        await asyncio.to_thread(fleet.stop, 2)
+        with pytest.raises(UpstreamUnavailable, match="unreachable"):
+            await backend.health()
+        assert not any(s.up for s in backend.replica_states())
+    finally:
+        await backend.aclose()
 
 
 async def test_all_replicas_down_are_tried_anyway() -> None:
