@@ -17,11 +17,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from gateway.backends import register
 from gateway.backends.base import Backend, BackendConfig, ReplicaState
@@ -64,6 +64,7 @@ class OpenAIBackendConfig(BackendConfig):
     base_url: HttpUrl | None = None
     base_urls: list[HttpUrl] | None = Field(
         default=None,
+        validate_default=True,
         min_length=1,
         max_length=MAX_REPLICAS,
         description="replicas of one model, instead of `base_url`, for a setup without a "
@@ -139,14 +140,21 @@ class OpenAIBackendConfig(BackendConfig):
             raise ValueError(f"'{value}' is a header the gateway sets itself")
         return None if value is None else value.lower()
 
-    @model_validator(mode="after")
-    def _one_kind_of_address(self) -> Self:
-        if (self.base_url is None) == (self.base_urls is None):
-            raise ValueError("set exactly one of base_url (one server) and base_urls (replicas)")
-        addresses = [address(url) for url in self.urls]
+    @field_validator("base_urls")
+    @classmethod
+    def _one_server_or_replicas(
+        cls, urls: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        if "base_url" not in info.data:
+            return urls  # base_url itself was refused: that error says enough
+        if info.data["base_url"] is None and urls is None:
+            raise ValueError("base_url (one server) or base_urls (replicas) is required")
+        if info.data["base_url"] is not None and urls is not None:
+            raise ValueError("base_url and base_urls are both set: one server, or replicas")
+        addresses = [address(url) for url in urls or ()]
         if len(set(addresses)) < len(addresses):
-            raise ValueError("base_urls names one host:port twice: each replica is its own server")
-        return self
+            raise ValueError("names one host:port twice: each replica is its own server")
+        return urls
 
     @property
     def urls(self) -> list[str]:

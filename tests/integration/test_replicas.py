@@ -211,8 +211,8 @@ async def test_all_replicas_down_are_tried_anyway() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({}, "exactly one of base_url"),
-        ({"base_url": "http://a/v1", "base_urls": ["http://b/v1"]}, "exactly one of base_url"),
+        ({}, "base_url .one server. or base_urls .replicas. is required"),
+        ({"base_url": "http://a/v1", "base_urls": ["http://b/v1"]}, "both set"),
         ({"base_urls": []}, "at least 1 item"),
         ({"base_urls": [f"http://h{n}/v1" for n in range(17)]}, "at most 16 items"),
         ({"base_urls": ["http://a/v1", "ftp://b/v1"]}, "should match pattern"),
