@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from gateway.api.deps import State
-from gateway.api.readiness import readiness
+from gateway.api.readiness import readiness, replica_addresses, replica_detail
 
 router = APIRouter()
 
@@ -24,12 +24,17 @@ async def readyz(state: State) -> JSONResponse:
     """Ready (200) while every alias can serve, degraded or not; 503 when one cannot."""
     health = await state.health.results(state.router.backends)
     ready = readiness(state.router, health)
-    return JSONResponse(
-        {"status": ready.status, "backends": ready.backends, "models": ready.models},
-        status_code=503 if ready.status == "unavailable" else 200,
-    )
+    body: dict[str, object] = {
+        "status": ready.status,
+        "backends": ready.backends,
+        "models": ready.models,
+    }
+    if replicas := replica_detail(state.router.backends):
+        body["replicas"] = replicas
+    return JSONResponse(body, status_code=503 if ready.status == "unavailable" else 200)
 
 
 @router.get("/metrics")
 async def metrics(state: State) -> Response:
+    state.metrics.record_replicas(replica_addresses(state.router.backends))
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

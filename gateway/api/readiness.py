@@ -55,6 +55,23 @@ async def _probe_all(backends: Mapping[str, Backend]) -> dict[str, str]:
     return dict(zip(backends, results, strict=True))
 
 
+def replica_detail(backends: Mapping[str, Backend]) -> dict[str, dict[str, str]]:
+    """For each backend that lists replicas: each replica's URL (no credentials), up or down."""
+    detail = {}
+    for name, backend in backends.items():
+        if states := backend.replica_states():
+            detail[name] = {s.url: "up" if s.up else "down" for s in states}
+    return detail
+
+
+def replica_addresses(backends: Mapping[str, Backend]) -> dict[str, dict[str, bool]]:
+    """For each backend that lists replicas: each replica's host:port, and whether it is up."""
+    states = {name: backend.replica_states() for name, backend in backends.items()}
+    return {
+        name: {s.address: s.up for s in replicas} for name, replicas in states.items() if replicas
+    }
+
+
 @dataclass(frozen=True)
 class Readiness:
     backends: dict[str, str]

@@ -8,12 +8,20 @@ that give token-level control add token sessions on top of this.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.core.events import EventStream
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+
+
+class ReplicaState(NamedTuple):
+    """One replica of a backend that lists several (`gateway/backends/replicas.py`)."""
+
+    url: str  # without credentials
+    address: str  # host:port, the metric's label
+    up: bool
 
 
 class BackendConfig(BaseModel):
@@ -47,6 +55,11 @@ class Backend(ABC):
         """Characters of the vocabulary's longest token, for a lower bound of a prompt's
         tokens before it is tokenised (`gateway.core.window`); None when not known."""
         return None
+
+    def replica_states(self) -> list[ReplicaState]:
+        """Each replica's last known state, for a backend that spreads calls over several;
+        empty otherwise."""
+        return []
 
     async def start(self) -> None:
         """Open clients or load weights; called once in the app's lifespan."""

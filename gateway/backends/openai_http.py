@@ -16,15 +16,15 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from gateway.backends import register
-from gateway.backends.base import Backend, BackendConfig
+from gateway.backends.base import Backend, BackendConfig, ReplicaState
 from gateway.backends.openai_wire import (
     MAX_ERROR_BODY,
     ChunkParser,
@@ -37,6 +37,7 @@ from gateway.backends.openai_wire import (
     translate_transport_error,
 )
 from gateway.backends.read_watch import ReadWatch
+from gateway.backends.replicas import Replica, ReplicaSet, address
 from gateway.core.context import request_id
 from gateway.core.errors import (
     InvalidRequest,
@@ -55,10 +56,27 @@ log = logging.getLogger(__name__)
 RESERVED_HEADERS = frozenset(
     {"authorization", "content-type", "content-length", "host", "x-request-id", "traceparent"}
 )
+MAX_REPLICAS = 16
+HttpUrl = Annotated[str, Field(pattern=r"^https?://")]
 
 
 class OpenAIBackendConfig(BackendConfig):
-    base_url: str = Field(pattern=r"^https?://")
+    base_url: HttpUrl | None = None
+    base_urls: list[HttpUrl] | None = Field(
+        default=None,
+        validate_default=True,
+        min_length=1,
+        max_length=MAX_REPLICAS,
+        description="replicas of one model, instead of `base_url`, for a setup without a "
+        "router: token sessions stick to one by their key, whole requests go to the one "
+        "with the fewest outstanding, a dead one fails over (gateway/backends/replicas.py)",
+    )
+    replica_cooldown: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a replica whose call failed to connect is left out before it "
+        "is tried again (unless a health check finds it up sooner)",
+    )
     model: str
     api_key: str | None = None
     api_key_env: str | None = None
@@ -122,6 +140,26 @@ class OpenAIBackendConfig(BackendConfig):
             raise ValueError(f"'{value}' is a header the gateway sets itself")
         return None if value is None else value.lower()
 
+    @field_validator("base_urls")
+    @classmethod
+    def _one_server_or_replicas(
+        cls, urls: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        if "base_url" not in info.data:
+            return urls  # base_url itself was refused: that error says enough
+        if info.data["base_url"] is None and urls is None:
+            raise ValueError("base_url (one server) or base_urls (replicas) is required")
+        if info.data["base_url"] is not None and urls is not None:
+            raise ValueError("base_url and base_urls are both set: one server, or replicas")
+        addresses = [address(url) for url in urls or ()]
+        if len(set(addresses)) < len(addresses):
+            raise ValueError("names one host:port twice: each replica is its own server")
+        return urls
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.base_url] if self.base_url is not None else list(self.base_urls or ())
+
 
 @register("openai")
 class OpenAIBackend(Backend):
@@ -133,11 +171,10 @@ class OpenAIBackend(Backend):
         self.settings = config
         self.content_types = frozenset(config.content_types)
         self._client: aiohttp.ClientSession | None = None
-
-    @property
-    def server(self) -> str:
-        """The upstream's host, as traces name it (`server.address`)."""
-        return urlsplit(self.settings.base_url).hostname or "-"
+        self._replicas: ReplicaSet | None = None
+        hosts = dict.fromkeys(urlsplit(url).hostname or "-" for url in config.urls)
+        #: the upstream's host (replicas': their hosts), as traces name it (`server.address`)
+        self.server = ",".join(hosts)
 
     @property
     def model_id(self) -> str:
@@ -168,9 +205,17 @@ class OpenAIBackend(Backend):
         return headers
 
     async def start(self) -> None:
+        urls = self.settings.urls
+        if len(urls) == 1:
+            self._client = self._new_client(urls[0])
+            return
+        replicas = [Replica(url, self._new_client(url)) for url in urls]
+        self._replicas = ReplicaSet(replicas, self.settings.replica_cooldown)
+
+    def _new_client(self, base_url: str) -> aiohttp.ClientSession:
         cfg = self.settings
-        self._client = aiohttp.ClientSession(
-            base_url=cfg.base_url.rstrip("/") + "/",
+        return aiohttp.ClientSession(
+            base_url=base_url.rstrip("/") + "/",
             headers=self._headers(),
             # no `total` here: on a stream, ReadWatch holds the deadline at no cost per chunk
             timeout=aiohttp.ClientTimeout(
@@ -191,6 +236,28 @@ class OpenAIBackend(Backend):
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self._replicas is not None:
+            await self._replicas.aclose()
+            self._replicas = None
+
+    def replica_states(self) -> list[ReplicaState]:
+        return [] if self._replicas is None else self._replicas.states()
+
+    def post(
+        self,
+        path: str,
+        content: bytes,
+        headers: dict[str, str],
+        key: str | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """One POST, on the replica picked for it when there are several; `key`: a token
+        session's routing key, which keeps its calls on one replica."""
+        if self._replicas is not None:
+            return self._replicas.post(path, content, headers, key, timeout)
+        if timeout is None:
+            return self.client.post(path, data=content, headers=headers)
+        return self.client.post(path, data=content, headers=headers, timeout=timeout)
 
     @property
     def call_timeout(self) -> aiohttp.ClientTimeout:
@@ -210,9 +277,16 @@ class OpenAIBackend(Backend):
         return self._client
 
     async def health(self) -> None:
+        """Healthy when the server, or one replica of several, lists its models."""
+        if self._replicas is not None:
+            await self._replicas.probe(self._probe)
+        else:
+            await self._probe(self.client)
+
+    async def _probe(self, client: aiohttp.ClientSession) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.health_timeout)
         try:
-            async with self.client.get("models", timeout=timeout) as response:
+            async with client.get("models", timeout=timeout) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise translate_transport_error(self.name, exc) from None
@@ -290,7 +364,7 @@ class OpenAIBackend(Backend):
         operation = "chat" if path.startswith("chat") else "text_completion"
         try:
             with upstream_call(headers, operation, self.settings.model, self.server):
-                async with self.client.post(path, data=content, headers=headers) as response:
+                async with self.post(path, content, headers) as response:
                     if response.status >= 400:
                         body = await response.content.read(MAX_ERROR_BODY)
                         raise translate_status(self.name, response, body)

@@ -10,7 +10,8 @@ complete_text(openai_backend, text, ...)   other vocabulary: text in, text and l
 
 Every call of one session carries the same routing key (the backend's `session_header`, by
 default `x-session-id`, beside `x-request-id`): a sticky router in front of replicas sends the
-whole session to one of them, where its prefix is cached. Each call asks for
+whole session to one of them, where its prefix is cached; a backend that lists replicas itself
+(`base_urls`) picks one by the same key. Each call asks for
 `return_tokens_as_token_ids`, so tokens come back as `token_id:N` and are
 never re-tokenised. Over HTTP the entropy of a distribution is a lower bound computed from the
 top-k (the rest of the probability mass counted as one outcome).
@@ -116,11 +117,12 @@ class Remote:
         model = self.backend.settings.model
         try:
             with upstream_call(headers, "text_completion", model, self.backend.server):
-                async with self.backend.client.post(
+                async with self.backend.post(
                     "completions",
-                    data=encode_payload(body),
-                    headers=headers,
-                    timeout=self.backend.call_timeout,
+                    encode_payload(body),
+                    headers,
+                    self.key,
+                    self.backend.call_timeout,
                 ) as response:
                     if response.status >= 400:
                         raise translate_status(

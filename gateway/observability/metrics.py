@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.observability.metrics_batched import BatchedHistogram
@@ -104,6 +106,13 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.replica_up = Gauge(
+            "tandem_backend_replica_up",
+            "1 while a replica of a backend that lists several is up, as last seen by a call or "
+            "a health check",
+            ["backend", "replica"],
+            registry=r,
+        )
         # one series per key and source: opt-in (TANDEM_METRICS_PER_KEY), for its cardinality
         self.per_key = False
         self.key_tokens = Counter(
@@ -116,3 +125,10 @@ class Metrics:
     def record(self, model: str, policy: str, status: int, seconds: float) -> None:
         self.requests.labels(model, policy, str(status)).inc()
         self.duration.labels(model, policy).observe(seconds)
+
+    def record_replicas(self, states: Mapping[str, Mapping[str, bool]]) -> None:
+        """Each backend's replicas (by host:port), up or not: set when metrics are scraped;
+        the catalog declares them, so the series are few."""
+        for backend, replicas in states.items():
+            for replica, up in replicas.items():
+                self.replica_up.labels(backend, replica).set(1 if up else 0)

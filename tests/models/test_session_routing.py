@@ -10,6 +10,7 @@ the real answer.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +70,31 @@ def recorder(local_gateway: tuple[str, FastAPI]) -> Iterator[Recorder]:
 
 
 @pytest.fixture(scope="module")
+def replicas(local_gateway: tuple[str, FastAPI]) -> Iterator[list[Recorder]]:
+    """Three recording proxies, as three replicas of one model (`base_urls`)."""
+    recorders = [Recorder(local_gateway[0]) for _ in range(3)]
+    with ExitStack() as stack:
+        for recorder in recorders:
+            recorder.url = stack.enter_context(ServerThread(recorder.app)).url
+        yield recorders
+
+
+@pytest.fixture(scope="module")
 def client(
-    recorder: Recorder, tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory
+    recorder: Recorder,
+    replicas: list[Recorder],
+    tiny_folder: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OpenAI]:
     far = {"kind": "openai", "base_url": f"{recorder.url}/v1", "model": "tiny"}
+    fleet = {"kind": "openai", "base_urls": [f"{r.url}/v1" for r in replicas], "model": "tiny"}
     params = {"trigger": "always", "draft": 0}
     catalog = {
         "backends": {
             "tiny": {"kind": "transformers", "model": str(tiny_folder), "threads": 1},
             "far": far,
             "far-user": {**far, "session_header": "X-User-ID"},
+            "fleet": fleet,
         },
         "models": {
             alias: {
@@ -86,7 +102,7 @@ def client(
                 "backends": {"small": "tiny", "large": large},
                 "params": params,
             }
-            for alias, large in (("pair", "far"), ("pair-user", "far-user"))
+            for alias, large in (("pair", "far"), ("pair-user", "far-user"), ("trio", "fleet"))
         },
     }
     path = write_catalog(tmp_path_factory.mktemp("routing"), catalog)
@@ -131,6 +147,20 @@ def test_the_session_header_is_the_backends_setting(client: OpenAI, recorder: Re
     assert len({c.headers.get("x-user-id") for c in calls}) == 1
     assert calls[0].headers.get("x-user-id")
     assert not any("x-session-id" in c.headers for c in calls)
+
+
+def test_each_answer_stays_on_one_replica_and_answers_spread(
+    client: OpenAI, replicas: list[Recorder]
+) -> None:
+    """A backend over replicas picks one per token session by its key: every call of one
+    answer lands on one replica (where its prefix is cached), and answers use several."""
+    used = set()
+    for n in range(8):  # keys are random: all 8 on one of 3 replicas has odds of 1 in 2187
+        assert answer(client, "trio", f"replicated-{n}") >= 3
+        places = {i for i, r in enumerate(replicas) if r.of(f"replicated-{n}")}
+        assert len(places) == 1
+        used |= places
+    assert len(used) >= 2
 
 
 @pytest.mark.parametrize("header", ["x-request-id", "Authorization", "x session", ""])
