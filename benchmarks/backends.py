@@ -3,12 +3,16 @@
     .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1]
         [--only transformers llamacpp] [--models smollm2-135m] [--prefixes 32 256 1024]
 
-For each prefix length it opens a session on that many tokens of real text, then times
-- `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, pick, forward);
-- `forward`: the runtime's bare one-token forward pass on an equally long cache, no session;
-and prints the session's overhead over the bare forward pass. Each in-process backend and model
-runs in a process of its own, so the RSS column (the process's peak resident memory so far:
-runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
+For each prefix length it opens a session on that many tokens of real text, then times, taking
+turns:
+- `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, forward, pick);
+- `collab step`: `next_distribution(8)` then a lazy `append` of its top-1 token, the small
+  model's step in the collab loop (forward, log-probs, top-8 and entropy over the vocabulary);
+- `bare forward`: the runtime's own one-token forward pass on an equally long cache and a read
+  of its logits row into a host array, no session (for llama.cpp: `llama_decode`);
+and prints each session step's overhead over the bare forward pass. Each in-process backend and
+model runs in a process of its own, so the RSS column (the process's peak resident memory so
+far: runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
 1024 tokens should stay within 1.5x of step time at 32. Numbers, not a test: run it on a quiet
 machine. The `openai` rows are HTTP sessions against another Tandem on loopback serving the
 same transformers model (one request per step, relying on the prefix cache).
@@ -24,11 +28,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.backends.local import LocalBackend
 
 PREFIXES = (32, 256, 1024)
+COLLAB_TOP_K = 8  # the collab policy's default top_k
 LOCAL_KINDS = ("transformers", "llamacpp", "mlx")
 PARAGRAPH = (
     "Tandem is a gateway that makes a small and a large language model work as one. "
@@ -52,7 +58,8 @@ def make_backend(kind: str, model: str, threads: int) -> LocalBackend:
 
 
 def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
-    """One token's forward pass on a cache holding `ids`, nothing else (run on the worker)."""
+    """One token's forward pass on a cache holding `ids` and a read of its logits row into a
+    host array, nothing else (run on the worker)."""
     core: Any = backend.new_core(backend.runtime, False)
     core.extend(ids, None)
     token = ids[-1]
@@ -61,22 +68,28 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
 
         def forward() -> None:
             with torch.inference_mode():
-                core.model(input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1)
+                out = core.model(
+                    input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1
+                )
+                out.logits[0, -1].float().numpy()
 
         return forward
     if backend.kind == "llamacpp":
         return bare_llama_decode(core, token)
     import mlx.core as mx
+    import numpy as np
 
     def forward_mlx() -> None:
-        mx.eval(core.model(mx.array([[token]]), cache=core.cache))
+        np.asarray(core.model(mx.array([[token]]), cache=core.cache)[0, -1])
 
     return forward_mlx
 
 
 def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
-    """llama.cpp's own decode call for one token of the core's sequence, and nothing else."""
+    """llama.cpp's own decode call for one token of the core's sequence and a copy of its
+    logits row (llama.cpp reuses the buffer), and nothing else."""
     import llama_cpp as lc
+    import numpy as np
 
     runtime = core.runtime
     position = [len(core.forwarded)]
@@ -87,16 +100,28 @@ def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
         batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, position[0], 1
         batch.seq_id[0][0], batch.logits[0] = core.seq, True
         assert lc.llama_decode(runtime.ctx, batch) == 0
+        pointer = lc.llama_get_logits_ith(runtime.ctx, -1)
+        np.ctypeslib.as_array(pointer, (runtime.vocab_size,)).copy()
         position[0] += 1
 
     return forward
 
 
-async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, float, float]:
-    """(prefill seconds, median step seconds, median bare forward seconds or nan).
+@dataclass
+class Timing:
+    """Medians, in seconds: a `step()`, a collab step (`append` of the last top-1 token, then
+    `next_distribution(8)`: the small model's step in the collab loop) and a bare forward pass
+    with its logits read (nan over HTTP)."""
 
-    Steps and bare forward passes alternate, so that a neighbour's load hits both alike.
-    """
+    prefill: float
+    step: float
+    collab: float
+    bare: float
+
+
+async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
+    """Steps, collab steps and bare forward passes take turns, so that a neighbour's load hits
+    all three alike."""
     local = isinstance(backend, LocalBackend)
     forward = await backend.worker.run(lambda: bare_forward(backend, ids)) if local else None
 
@@ -107,31 +132,44 @@ async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, floa
         return time.perf_counter() - begin
 
     start = time.perf_counter()
-    step_times, bare_times = [], []
+    step_times, collab_times, bare_times = [], [], []
     async with await backend.open_session(ids) as session:
-        await session.next_distribution(1)
+        dist = await session.next_distribution(COLLAB_TOP_K)
         prefill = time.perf_counter() - start
+        await session.append(dist.ids[:1])
         for _ in range(steps):
+            # each reads the one token the other left pending, as the collab loop and a
+            # generation leave it
             begin = time.perf_counter()
             await session.step()
             step_times.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            dist = await session.next_distribution(COLLAB_TOP_K)
+            await session.append(dist.ids[:1])
+            collab_times.append(time.perf_counter() - begin)
             if local:
                 bare_times.append(await backend.worker.run(timed_forward))
-    bare = statistics.median(bare_times) if bare_times else float("nan")
-    return prefill, statistics.median(step_times), bare
+    median = statistics.median
+    bare = median(bare_times) if bare_times else float("nan")
+    return Timing(prefill, median(step_times), median(collab_times), bare)
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def row(kind: str, model: str, prefix: int, result: tuple[float, float, float]) -> str:
-    prefill, step, bare = result
-    overhead = f"{(step / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
+def row(kind: str, model: str, prefix: int, timing: Timing) -> str:
+    bare = timing.bare
+
+    def over(seconds: float) -> str:
+        return f"{(seconds / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
+
     bare_ms = f"{bare * 1000:.1f}" if bare == bare else "n/a"
     return (
-        f"| {kind} | {model} | {prefix} | {prefill * 1000:.0f} | {step * 1000:.1f} | "
-        f"{bare_ms} | {overhead} | {1 / step:.1f} | {peak_rss_mib():.0f} |"
+        f"| {kind} | {model} | {prefix} | {timing.prefill * 1000:.0f} | "
+        f"{timing.step * 1000:.1f} | {timing.collab * 1000:.1f} | {bare_ms} | "
+        f"{over(timing.step)} | {over(timing.collab)} | {1 / timing.step:.1f} | "
+        f"{peak_rss_mib():.0f} |"
     )
 
 
@@ -202,10 +240,10 @@ def main() -> None:
         asyncio.run(bench_child(args.child[0], args.child[1], args))
         return
     print(
-        "| backend | model | prefix | prefill ms | step ms | bare forward ms | "
-        "session overhead | tokens/s | peak RSS MiB |"
+        "| backend | model | prefix | prefill ms | step ms | collab step ms | bare forward ms | "
+        "step overhead | collab step overhead | tokens/s | peak RSS MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     sys.stdout.flush()
     common = ["--steps", str(args.steps), "--threads", str(args.threads), "--prefixes"]
     common += [str(p) for p in args.prefixes]
