@@ -111,12 +111,25 @@ def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
 class Timing:
     """Medians, in seconds: a `step()`, a collab step (`append` of the last top-1 token, then
     `next_distribution(8)`: the small model's step in the collab loop) and a bare forward pass
-    with its logits read (nan over HTTP)."""
+    with its logits read (nan over HTTP); wall time, and the process's CPU time, which a
+    neighbour's load on a shared machine leaves alone (one compute thread: all of it is work)."""
 
     prefill: float
+    prefill_cpu: float
     step: float
     collab: float
     bare: float
+    collab_cpu: float
+    bare_cpu: float
+
+
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def since(began: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = clocks()
+    return wall - began[0], cpu - began[1]
 
 
 async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
@@ -125,52 +138,68 @@ async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
     local = isinstance(backend, LocalBackend)
     forward = await backend.worker.run(lambda: bare_forward(backend, ids)) if local else None
 
-    def timed_forward() -> float:
+    def timed_forward() -> tuple[float, float]:
         assert forward is not None
-        begin = time.perf_counter()
+        began = clocks()
         forward()
-        return time.perf_counter() - begin
+        return since(began)
 
-    start = time.perf_counter()
     step_times, collab_times, bare_times = [], [], []
+    began = clocks()
     async with await backend.open_session(ids) as session:
         dist = await session.next_distribution(COLLAB_TOP_K)
-        prefill = time.perf_counter() - start
+        prefill = since(began)
         await session.append(dist.ids[:1])
         for _ in range(steps):
             # each reads the one token the other left pending, as the collab loop and a
             # generation leave it
-            begin = time.perf_counter()
+            began = clocks()
             await session.step()
-            step_times.append(time.perf_counter() - begin)
-            begin = time.perf_counter()
+            step_times.append(since(began))
+            began = clocks()
             dist = await session.next_distribution(COLLAB_TOP_K)
             await session.append(dist.ids[:1])
-            collab_times.append(time.perf_counter() - begin)
+            collab_times.append(since(began))
             if local:
                 bare_times.append(await backend.worker.run(timed_forward))
-    median = statistics.median
-    bare = median(bare_times) if bare_times else float("nan")
-    return Timing(prefill, median(step_times), median(collab_times), bare)
+
+    def median(times: list[tuple[float, float]], clock: int) -> float:
+        return statistics.median(t[clock] for t in times) if times else float("nan")
+
+    return Timing(
+        prefill=prefill[0],
+        prefill_cpu=prefill[1],
+        step=median(step_times, 0),
+        collab=median(collab_times, 0),
+        bare=median(bare_times, 0),
+        collab_cpu=median(collab_times, 1),
+        bare_cpu=median(bare_times, 1),
+    )
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def row(kind: str, model: str, prefix: int, timing: Timing) -> str:
-    bare = timing.bare
+def overhead(seconds: float, bare: float) -> str:
+    return f"{(seconds / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
 
-    def over(seconds: float) -> str:
-        return f"{(seconds / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
 
-    bare_ms = f"{bare * 1000:.1f}" if bare == bare else "n/a"
+def row(kind: str, model: str, prefix: int, t: Timing) -> str:
+    bare_ms = f"{t.bare * 1000:.1f}" if t.bare == t.bare else "n/a"
     return (
-        f"| {kind} | {model} | {prefix} | {timing.prefill * 1000:.0f} | "
-        f"{timing.step * 1000:.1f} | {timing.collab * 1000:.1f} | {bare_ms} | "
-        f"{over(timing.step)} | {over(timing.collab)} | {1 / timing.step:.1f} | "
-        f"{peak_rss_mib():.0f} |"
+        f"| {kind} | {model} | {prefix} | {t.prefill * 1000:.0f} | {t.prefill_cpu * 1000:.0f} | "
+        f"{t.step * 1000:.1f} | {t.collab * 1000:.1f} | {bare_ms} | {overhead(t.step, t.bare)} | "
+        f"{overhead(t.collab, t.bare)} | {overhead(t.collab_cpu, t.bare_cpu)} | "
+        f"{1 / t.step:.1f} | {peak_rss_mib():.0f} |"
     )
+
+
+HEADER = (
+    "| backend | model | prefix | prefill ms | prefill CPU ms | step ms | collab step ms | "
+    "bare forward ms | step overhead | collab step overhead | collab overhead, CPU time | "
+    "tokens/s | peak RSS MiB |\n" + "|---" * 13 + "|"
+)
 
 
 async def bench_local(kind: str, model: str, args: argparse.Namespace) -> LocalBackend:
@@ -239,11 +268,7 @@ def main() -> None:
     if args.child:  # one backend in this process: its rows only
         asyncio.run(bench_child(args.child[0], args.child[1], args))
         return
-    print(
-        "| backend | model | prefix | prefill ms | step ms | collab step ms | bare forward ms | "
-        "step overhead | collab step overhead | tokens/s | peak RSS MiB |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     sys.stdout.flush()
     common = ["--steps", str(args.steps), "--threads", str(args.threads), "--prefixes"]
     common += [str(p) for p in args.prefixes]

@@ -1,10 +1,11 @@
 """Next-token distributions from llama.cpp's logits rows, in few passes over the vocabulary.
 
-Gemma-3's vocabulary has 262,144 tokens, so each pass over a row costs 0.02-0.3 ms and a
-partial sort several: a collab step (a forward pass of 15-60 ms here) asks for log-probs, the
-top-k and the entropy, and must stay within 5% of the bare forward pass. A row is read in four
-passes (shift, exp, sum, dot); the top-k is found among the few tokens at or above the k-th
-largest maximum of 64-token blocks, which holds the k largest values.
+Gemma-3's vocabulary has 262,144 tokens, so each pass over a row costs 0.02-0.12 ms here, and
+a collab step (a forward pass of 15-60 ms) asks for log-probs, the top-k and the entropy, and
+must stay within 5% of the bare forward pass. A row is read in five vectorised passes (max,
+shift, exp, sum, dot). The top-k is found among the few tokens at or above the k-th largest
+maximum of 64 interleaved groups (the row read as 64 rows, maxima down the columns: one pass
+numpy vectorises, where maxima of 64-token blocks took ten times as long).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from gateway.core.request import Sampling
 
 Array = np.ndarray[Any, np.dtype[Any]]
-BLOCK = 64
+GROUPS = 64
 
 
 class NextToken:
@@ -29,7 +30,7 @@ class NextToken:
     def __init__(self, row: Array) -> None:
         shifted: Array = row - row.max()
         exp = np.exp(shifted)
-        total = float(exp.sum(dtype=np.float64))
+        total = float(exp.sum())  # numpy sums float32 pairwise: ~1e-7 relative
         self.shifted = shifted
         self.log_total = math.log(total)
         # -sum(p log p) with p = exp/total and log p = shifted - log_total
@@ -60,12 +61,12 @@ class NextToken:
 def top_ids(values: Array, k: int) -> Array:
     """Indices of the k largest values, largest first (ties: lower index first)."""
     k = min(k, values.size)
-    blocks = values.size // BLOCK
-    if blocks >= k:
-        # each block's maximum is a value of the row: the k-th largest of them is a lower
+    width = values.size // GROUPS
+    if width >= k:
+        # each column's maximum is a value of the row: the k-th largest of them is a lower
         # bound of the row's k-th largest value, and few values pass it
-        maxima = values[: blocks * BLOCK].reshape(blocks, BLOCK).max(axis=1)
-        bound = np.partition(maxima, blocks - k)[blocks - k]
+        maxima = values[: width * GROUPS].reshape(GROUPS, width).max(axis=0)
+        bound = np.partition(maxima, width - k)[width - k]
         candidates = np.flatnonzero(values >= bound)
     else:
         candidates = np.arange(values.size)
