@@ -119,6 +119,7 @@ class Timing:
     step: float
     collab: float
     bare: float
+    step_cpu: float
     collab_cpu: float
     bare_cpu: float
 
@@ -172,6 +173,7 @@ async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
         step=median(step_times, 0),
         collab=median(collab_times, 0),
         bare=median(bare_times, 0),
+        step_cpu=median(step_times, 1),
         collab_cpu=median(collab_times, 1),
         bare_cpu=median(bare_times, 1),
     )
@@ -186,19 +188,23 @@ def overhead(seconds: float, bare: float) -> str:
 
 
 def row(kind: str, model: str, prefix: int, t: Timing) -> str:
-    bare_ms = f"{t.bare * 1000:.1f}" if t.bare == t.bare else "n/a"
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.1f}" if seconds == seconds else "n/a"
+
     return (
         f"| {kind} | {model} | {prefix} | {t.prefill * 1000:.0f} | {t.prefill_cpu * 1000:.0f} | "
-        f"{t.step * 1000:.1f} | {t.collab * 1000:.1f} | {bare_ms} | {overhead(t.step, t.bare)} | "
-        f"{overhead(t.collab, t.bare)} | {overhead(t.collab_cpu, t.bare_cpu)} | "
-        f"{1 / t.step:.1f} | {peak_rss_mib():.0f} |"
+        f"{ms(t.step)} | {ms(t.collab)} | {ms(t.bare)} | {overhead(t.step, t.bare)} | "
+        f"{overhead(t.collab, t.bare)} | {ms(t.step_cpu)} | {ms(t.collab_cpu)} | "
+        f"{ms(t.bare_cpu)} | {overhead(t.collab_cpu, t.bare_cpu)} | {1 / t.step:.1f} | "
+        f"{1 / t.step_cpu:.1f} | {peak_rss_mib():.0f} |"
     )
 
 
 HEADER = (
     "| backend | model | prefix | prefill ms | prefill CPU ms | step ms | collab step ms | "
-    "bare forward ms | step overhead | collab step overhead | collab overhead, CPU time | "
-    "tokens/s | peak RSS MiB |\n" + "|---" * 13 + "|"
+    "bare forward ms | step overhead | collab step overhead | step CPU ms | collab step CPU ms | "
+    "bare forward CPU ms | collab step overhead, CPU | tokens/s | tokens/s by CPU time | "
+    "peak RSS MiB |\n" + "|---" * 17 + "|"
 )
 
 

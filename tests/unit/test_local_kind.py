@@ -13,9 +13,10 @@ import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+from gateway.api.routing import build_router
 from gateway.backends import build_backend
 from gateway.backends.local_kind import Machine, installed, local_kind, this_machine
-from gateway.core.config import BackendSpec, CatalogError
+from gateway.core.config import BackendSpec, CatalogError, Settings, load_catalog
 
 MAC = Machine("Darwin", "arm64")
 INTEL_MAC = Machine("Darwin", "x86_64")
@@ -82,7 +83,8 @@ def test_local_takes_only_the_settings_every_local_kind_shares() -> None:
     with pytest.raises(CatalogError) as error:
         build_backend("small", spec, "catalog.yaml", pick_local=lambda: "llamacpp")
     assert error.value.key == "backends.small.threads"
-    with pytest.raises(CatalogError, match="known: echo, llamacpp, local, mlx"):
+    # other tests may register kinds of their own: `local` is among the known ones, in order
+    with pytest.raises(CatalogError, match=r"'lokal'; known: echo, .*llamacpp, local, mlx"):
         build_backend("small", BackendSpec(kind="lokal"), "catalog.yaml")
 
 
@@ -116,3 +118,16 @@ def test_make_install_brings_mlx_on_apple_silicon_only() -> None:
         assert not {"mlx", "mlx-lm", "mlx-cpu"} & installs(None, system, arch)
     # llama.cpp comes only through its own extra, built with safe flags by `make llamacpp`
     assert installs("llamacpp", "Linux", "x86_64") == {"llama-cpp-python"}
+
+
+def test_the_default_catalog_runs_its_models_where_local_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = build_router(load_catalog(Settings()), "default")
+    kinds = {name: router.backends[name].kind for name in ("smollm2", "gemma3")}
+    assert kinds == {"smollm2": local_kind(), "gemma3": local_kind()}
+    # transformers stays one environment variable away
+    monkeypatch.setenv("TANDEM_BACKENDS__SMOLLM2__KIND", "transformers")
+    router = build_router(load_catalog(Settings()), "default")
+    assert router.backends["smollm2"].kind == "transformers"
+    assert router.backends["gemma3"].kind == local_kind()
