@@ -145,24 +145,38 @@ async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
         forward()
         return since(began)
 
-    step_times, collab_times, bare_times = [], [], []
+    step_times: list[tuple[float, float]] = []
+    collab_times: list[tuple[float, float]] = []
+    bare_times: list[tuple[float, float]] = []
+    dist: Any = None
+
+    async def step() -> None:
+        began = clocks()
+        await session.step()
+        step_times.append(since(began))
+
+    async def collab_step() -> None:
+        nonlocal dist
+        began = clocks()
+        dist = await session.next_distribution(COLLAB_TOP_K)
+        await session.append(dist.ids[:1])
+        collab_times.append(since(began))
+
+    async def bare_step() -> None:
+        if local:
+            bare_times.append(await backend.worker.run(timed_forward))
+
     began = clocks()
     async with await backend.open_session(ids) as session:
         dist = await session.next_distribution(COLLAB_TOP_K)
         prefill = since(began)
         await session.append(dist.ids[:1])
-        for _ in range(steps):
-            # each reads the one token the other left pending, as the collab loop and a
-            # generation leave it
-            began = clocks()
-            await session.step()
-            step_times.append(since(began))
-            began = clocks()
-            dist = await session.next_distribution(COLLAB_TOP_K)
-            await session.append(dist.ids[:1])
-            collab_times.append(since(began))
-            if local:
-                bare_times.append(await backend.worker.run(timed_forward))
+        turns = [step, collab_step, bare_step]
+        for n in range(steps):
+            # each session step reads the one token the other left pending, as the collab loop
+            # and a generation leave it; the order turns, so none always comes first
+            for turn in turns[n % 3 :] + turns[: n % 3]:
+                await turn()
 
     def median(times: list[tuple[float, float]], clock: int) -> float:
         return statistics.median(t[clock] for t in times) if times else float("nan")
