@@ -42,7 +42,15 @@ $(VENV)/.installed-llamacpp: $(VENV)/.installed scripts/llamacpp-wheel.sh
 	wheel=$$(PYTHON=$(BIN)/python scripts/llamacpp-wheel.sh) && $(PIP) "$$wheel"
 	touch $@
 
-run: install
+# The default catalog's `kind: local` runs on MLX on Apple silicon (`make install` brings it
+# there) and on llama.cpp elsewhere, built once by `make llamacpp`
+ifeq ($(shell uname -s)-$(shell uname -m),Darwin-arm64)
+LOCAL_RUNTIME :=
+else
+LOCAL_RUNTIME := llamacpp
+endif
+
+run: install $(LOCAL_RUNTIME)
 	$(BIN)/tandem serve --port 8000
 
 lint: install-dev

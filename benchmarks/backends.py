@@ -3,12 +3,16 @@
     .venv/bin/python -m benchmarks.backends [--steps 16] [--threads 1]
         [--only transformers llamacpp] [--models smollm2-135m] [--prefixes 32 256 1024]
 
-For each prefix length it opens a session on that many tokens of real text, then times
-- `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, pick, forward);
-- `forward`: the runtime's bare one-token forward pass on an equally long cache, no session;
-and prints the session's overhead over the bare forward pass. Each in-process backend and model
-runs in a process of its own, so the RSS column (the process's peak resident memory so far:
-runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
+For each prefix length it opens a session on that many tokens of real text, then times, taking
+turns:
+- `step`: one greedy `session.step()` as a caller sees it (worker-thread hop, forward, pick);
+- `collab step`: `next_distribution(8)` then a lazy `append` of its top-1 token, the small
+  model's step in the collab loop (forward, log-probs, top-8 and entropy over the vocabulary);
+- `bare forward`: the runtime's own one-token forward pass on an equally long cache and a read
+  of its logits row into a host array, no session (for llama.cpp: `llama_decode`);
+and prints each session step's overhead over the bare forward pass. Each in-process backend and
+model runs in a process of its own, so the RSS column (the process's peak resident memory so
+far: runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
 1024 tokens should stay within 1.5x of step time at 32. Numbers, not a test: run it on a quiet
 machine. The `openai` rows are HTTP sessions against another Tandem on loopback serving the
 same transformers model (one request per step, relying on the prefix cache).
@@ -24,11 +28,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.backends.local import LocalBackend
 
 PREFIXES = (32, 256, 1024)
+COLLAB_TOP_K = 8  # the collab policy's default top_k
 LOCAL_KINDS = ("transformers", "llamacpp", "mlx")
 PARAGRAPH = (
     "Tandem is a gateway that makes a small and a large language model work as one. "
@@ -52,7 +58,8 @@ def make_backend(kind: str, model: str, threads: int) -> LocalBackend:
 
 
 def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
-    """One token's forward pass on a cache holding `ids`, nothing else (run on the worker)."""
+    """One token's forward pass on a cache holding `ids` and a read of its logits row into a
+    host array, nothing else (run on the worker)."""
     core: Any = backend.new_core(backend.runtime, False)
     core.extend(ids, None)
     token = ids[-1]
@@ -61,22 +68,28 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
 
         def forward() -> None:
             with torch.inference_mode():
-                core.model(input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1)
+                out = core.model(
+                    input_ids=torch.tensor([[token]]), cache=core.cache, logits_to_keep=1
+                )
+                out.logits[0, -1].float().numpy()
 
         return forward
     if backend.kind == "llamacpp":
         return bare_llama_decode(core, token)
     import mlx.core as mx
+    import numpy as np
 
     def forward_mlx() -> None:
-        mx.eval(core.model(mx.array([[token]]), cache=core.cache))
+        np.asarray(core.model(mx.array([[token]]), cache=core.cache)[0, -1])
 
     return forward_mlx
 
 
 def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
-    """llama.cpp's own decode call for one token of the core's sequence, and nothing else."""
+    """llama.cpp's own decode call for one token of the core's sequence and a copy of its
+    logits row (llama.cpp reuses the buffer), and nothing else."""
     import llama_cpp as lc
+    import numpy as np
 
     runtime = core.runtime
     position = [len(core.forwarded)]
@@ -87,52 +100,126 @@ def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
         batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, position[0], 1
         batch.seq_id[0][0], batch.logits[0] = core.seq, True
         assert lc.llama_decode(runtime.ctx, batch) == 0
+        pointer = lc.llama_get_logits_ith(runtime.ctx, -1)
+        np.ctypeslib.as_array(pointer, (runtime.vocab_size,)).copy()
         position[0] += 1
 
     return forward
 
 
-async def measure(backend: Any, ids: list[int], steps: int) -> tuple[float, float, float]:
-    """(prefill seconds, median step seconds, median bare forward seconds or nan).
+@dataclass
+class Timing:
+    """Medians, in seconds: a `step()`, a collab step (`append` of the last top-1 token, then
+    `next_distribution(8)`: the small model's step in the collab loop) and a bare forward pass
+    with its logits read (nan over HTTP); wall time, and the process's CPU time, which a
+    neighbour's load on a shared machine leaves alone (one compute thread: all of it is work)."""
 
-    Steps and bare forward passes alternate, so that a neighbour's load hits both alike.
-    """
+    prefill: float
+    prefill_cpu: float
+    step: float
+    collab: float
+    bare: float
+    step_cpu: float
+    collab_cpu: float
+    bare_cpu: float
+
+
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def since(began: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = clocks()
+    return wall - began[0], cpu - began[1]
+
+
+async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
+    """Steps, collab steps and bare forward passes take turns, so that a neighbour's load hits
+    all three alike."""
     local = isinstance(backend, LocalBackend)
     forward = await backend.worker.run(lambda: bare_forward(backend, ids)) if local else None
 
-    def timed_forward() -> float:
+    def timed_forward() -> tuple[float, float]:
         assert forward is not None
-        begin = time.perf_counter()
+        began = clocks()
         forward()
-        return time.perf_counter() - begin
+        return since(began)
 
-    start = time.perf_counter()
-    step_times, bare_times = [], []
+    step_times: list[tuple[float, float]] = []
+    collab_times: list[tuple[float, float]] = []
+    bare_times: list[tuple[float, float]] = []
+    dist: Any = None
+
+    async def step() -> None:
+        began = clocks()
+        await session.step()
+        step_times.append(since(began))
+
+    async def collab_step() -> None:
+        nonlocal dist
+        began = clocks()
+        dist = await session.next_distribution(COLLAB_TOP_K)
+        await session.append(dist.ids[:1])
+        collab_times.append(since(began))
+
+    async def bare_step() -> None:
+        if local:
+            bare_times.append(await backend.worker.run(timed_forward))
+
+    began = clocks()
     async with await backend.open_session(ids) as session:
-        await session.next_distribution(1)
-        prefill = time.perf_counter() - start
-        for _ in range(steps):
-            begin = time.perf_counter()
-            await session.step()
-            step_times.append(time.perf_counter() - begin)
-            if local:
-                bare_times.append(await backend.worker.run(timed_forward))
-    bare = statistics.median(bare_times) if bare_times else float("nan")
-    return prefill, statistics.median(step_times), bare
+        dist = await session.next_distribution(COLLAB_TOP_K)
+        prefill = since(began)
+        await session.append(dist.ids[:1])
+        turns = [step, collab_step, bare_step]
+        for n in range(steps):
+            # each session step reads the one token the other left pending, as the collab loop
+            # and a generation leave it; the order turns, so none always comes first
+            for turn in turns[n % 3 :] + turns[: n % 3]:
+                await turn()
+
+    def median(times: list[tuple[float, float]], clock: int) -> float:
+        return statistics.median(t[clock] for t in times) if times else float("nan")
+
+    return Timing(
+        prefill=prefill[0],
+        prefill_cpu=prefill[1],
+        step=median(step_times, 0),
+        collab=median(collab_times, 0),
+        bare=median(bare_times, 0),
+        step_cpu=median(step_times, 1),
+        collab_cpu=median(collab_times, 1),
+        bare_cpu=median(bare_times, 1),
+    )
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def row(kind: str, model: str, prefix: int, result: tuple[float, float, float]) -> str:
-    prefill, step, bare = result
-    overhead = f"{(step / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
-    bare_ms = f"{bare * 1000:.1f}" if bare == bare else "n/a"
+def overhead(seconds: float, bare: float) -> str:
+    return f"{(seconds / bare - 1) * 100:+.1f}%" if bare == bare else "n/a"
+
+
+def row(kind: str, model: str, prefix: int, t: Timing) -> str:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.1f}" if seconds == seconds else "n/a"
+
     return (
-        f"| {kind} | {model} | {prefix} | {prefill * 1000:.0f} | {step * 1000:.1f} | "
-        f"{bare_ms} | {overhead} | {1 / step:.1f} | {peak_rss_mib():.0f} |"
+        f"| {kind} | {model} | {prefix} | {t.prefill * 1000:.0f} | {t.prefill_cpu * 1000:.0f} | "
+        f"{ms(t.step)} | {ms(t.collab)} | {ms(t.bare)} | {overhead(t.step, t.bare)} | "
+        f"{overhead(t.collab, t.bare)} | {ms(t.step_cpu)} | {ms(t.collab_cpu)} | "
+        f"{ms(t.bare_cpu)} | {overhead(t.collab_cpu, t.bare_cpu)} | {1 / t.step:.1f} | "
+        f"{1 / t.step_cpu:.1f} | {peak_rss_mib():.0f} |"
     )
+
+
+HEADER = (
+    "| backend | model | prefix | prefill ms | prefill CPU ms | step ms | collab step ms | "
+    "bare forward ms | step overhead | collab step overhead | step CPU ms | collab step CPU ms | "
+    "bare forward CPU ms | collab step overhead, CPU | tokens/s | tokens/s by CPU time | "
+    "peak RSS MiB |\n" + "|---" * 17 + "|"
+)
 
 
 async def bench_local(kind: str, model: str, args: argparse.Namespace) -> LocalBackend:
@@ -201,11 +288,7 @@ def main() -> None:
     if args.child:  # one backend in this process: its rows only
         asyncio.run(bench_child(args.child[0], args.child[1], args))
         return
-    print(
-        "| backend | model | prefix | prefill ms | step ms | bare forward ms | "
-        "session overhead | tokens/s | peak RSS MiB |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(HEADER)
     sys.stdout.flush()
     common = ["--steps", str(args.steps), "--threads", str(args.threads), "--prefixes"]
     common += [str(p) for p in args.prefixes]

@@ -2,6 +2,7 @@
 
     .venv/bin/pip install --no-deps -r benchmarks/requirements-collab.txt   # once
     .venv/bin/python -m benchmarks.collab_eval [--questions 50] [--out benchmarks/results]
+        [--backends transformers llamacpp]
 
 Questions: BIG-bench's `qa_wikidata` task (Google's BIG-bench, Apache-2.0, shipped in the
 `bigbench` 1.0.0 package on PyPI): factual completions such as `The country of 11 de marzo de
@@ -19,6 +20,10 @@ It prints and writes (JSON + PNG under --out):
    step; collab should stay within 10% of it;
 4. the large model behind an injected round trip (50 and 200 ms): wall time with and without
    drafting.
+
+With several `--backends` the pair runs on each runtime, every question asked of each in turn,
+and a last table gives each configuration's tokens/s on each runtime against the first's; the
+files are then `collab_eval_<backends>.json` and `.png`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import json
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,26 +173,37 @@ def bound(report: Report, small: StepCosts, large: StepCosts) -> float:
     return seconds + (large.prefill + (asked - 1) * large.step if asked else 0.0)
 
 
-async def sweep(
-    small: LocalBackend, large: LocalBackend, questions: list[Question]
-) -> tuple[list[Point], list[StepCosts]]:
-    """Question by question, every configuration back to back: a machine whose load drifts
-    during the run weighs on all of them alike. Drafting is off: sequential, like the bound."""
-    policy = CollabPolicy("collab", {"small": small, "large": large})
-    configs = [
-        (policy.parse_params({**p, "draft": 0}), Point(label, kind)) for label, kind, p in SWEEP
-    ]
-    costs: list[StepCosts] = []
+@dataclass
+class Pair:
+    """The two models on one runtime, and what the sweep measured on them."""
+
+    kind: str
+    small: LocalBackend
+    large: LocalBackend
+    points: list[Point] = field(default_factory=list)
+    costs: list[StepCosts] = field(default_factory=list)
+
+
+async def sweep(pairs: list[Pair], questions: list[Question]) -> None:
+    """Question by question, every runtime and configuration back to back: a machine whose
+    load drifts during the run weighs on all of them alike. Drafting is off: sequential, like
+    the bound."""
+    policies = {}
+    for pair in pairs:
+        policy = CollabPolicy("collab", {"small": pair.small, "large": pair.large})
+        pair.points = [Point(label, kind) for label, kind, _ in SWEEP]
+        policies[pair.kind] = (policy, [policy.parse_params({**p, "draft": 0}) for *_, p in SWEEP])
     for question in questions:
-        small_costs = await step_costs(small, question, small=True)
-        large_costs = await step_costs(large, question, small=False)
-        costs += [small_costs, large_costs]
-        for params, point in configs:
-            text, report, took = await ask(policy, params, question)
-            point.add(
-                correct(text, question), report, took, bound(report, small_costs, large_costs)
-            )
-    return [point for _, point in configs], costs
+        for pair in pairs:
+            small_costs = await step_costs(pair.small, question, small=True)
+            large_costs = await step_costs(pair.large, question, small=False)
+            pair.costs += [small_costs, large_costs]
+            policy, configs = policies[pair.kind]
+            for params, point in zip(configs, pair.points, strict=True):
+                text, report, took = await ask(policy, params, question)
+                point.add(
+                    correct(text, question), report, took, bound(report, small_costs, large_costs)
+                )
 
 
 async def drafting(
@@ -217,62 +233,100 @@ async def drafting(
     return result
 
 
-def start(name: str, model: str) -> LocalBackend:
-    # one torch thread each: the two models can then run side by side on a 2-core machine.
-    # No prefix cache: every configuration asks the same questions, and a cached prompt would
-    # make whichever runs second look faster than its prefill-inclusive bound
+def start(kind: str, name: str, model: str) -> LocalBackend:
+    # one thread each: the two models can then run side by side on a 2-core machine. No prefix
+    # cache: every configuration asks the same questions, and a cached prompt would make
+    # whichever runs second look faster than its prefill-inclusive bound
+    if kind == "llamacpp":
+        from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+
+        return LlamaCppBackend(name, LlamaCppConfig(model=model, threads=1, prefix_cache=0))
     settings: dict[str, Any] = {"model": model, "threads": 1}
     if "prefix_cache" in TransformersConfig.model_fields:
         settings["prefix_cache"] = 0
     return TransformersBackend(name, TransformersConfig(**settings))
 
 
-async def run(n: int, drafted: int) -> dict[str, Any]:
-    small, large = start("smollm2", "smollm2-135m"), start("gemma3", "gemma3-270m")
-    await small.start()
-    await large.start()
-    questions = load_questions(n)
-    await sweep(small, large, questions[:1])  # warm-up: first calls allocate and compile
-    points, costs = await sweep(small, large, questions)
-    params = {"trigger": "entropy", "threshold": 1}
-    draft = [
-        await drafting(small, large, questions[:drafted], params, round_trip)
-        for round_trip in (0.05, 0.2)
+async def run(n: int, drafted: int, kinds: list[str]) -> dict[str, Any]:
+    pairs = [
+        Pair(kind, start(kind, "smollm2", "smollm2-135m"), start(kind, "gemma3", "gemma3-270m"))
+        for kind in kinds
     ]
-    await small.aclose()
-    await large.aclose()
-    mean = {
-        name: {
-            "prefill": sum(c.prefill for c in costs[i::2]) / n,
-            "step": sum(c.step for c in costs[i::2]) / n,
+    for pair in pairs:
+        await pair.small.start()
+        await pair.large.start()
+    questions = load_questions(n)
+    await sweep(pairs, questions[:1])  # warm-up: first calls allocate and compile
+    await sweep(pairs, questions)
+    params = {"trigger": "entropy", "threshold": 1}
+    runs = []
+    for pair in pairs:
+        draft = [
+            await drafting(pair.small, pair.large, questions[:drafted], params, round_trip)
+            for round_trip in ((0.05, 0.2) if drafted else ())
+        ]
+        await pair.small.aclose()
+        await pair.large.aclose()
+        mean = {
+            name: {
+                "prefill": sum(c.prefill for c in pair.costs[i::2]) / n,
+                "step": sum(c.step for c in pair.costs[i::2]) / n,
+            }
+            for i, name in enumerate(("small", "large"))
         }
-        for i, name in enumerate(("small", "large"))
-    }
+        runs.append(
+            {
+                "backend": pair.kind,
+                "step_costs": mean,
+                "points": [p.summary() for p in pair.points],
+                "drafting": draft,
+            }
+        )
+    # the first runtime's results where a single-runtime run has them
     return {
         "questions": n,
         "source": "BIG-bench qa_wikidata (bigbench 1.0.0 on PyPI)",
-        "step_costs": mean,
-        "points": [p.summary() for p in points],
-        "drafting": draft,
+        **{key: runs[0][key] for key in ("backend", "step_costs", "points", "drafting")},
+        "runs": runs,
     }
 
 
-def table(result: dict[str, Any]) -> str:
-    small = next(p for p in result["points"] if p["kind"] == "never")
+def table(runs: list[dict[str, Any]]) -> str:
+    """One row per runtime and configuration; speeds against the same runtime's small model."""
     rows = [
-        "| run | accuracy | upload ratio | tok/s | vs small-only | bound vs small-only "
+        "| backend | run | accuracy | upload ratio | tok/s | vs small-only | bound vs small-only "
         "| overhead ms/token |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for p in result["points"]:
-        speed = p["tokens"] / p["seconds"]
+    for run in runs:
+        small = next(p for p in run["points"] if p["kind"] == "never")
         base = small["tokens"] / small["seconds"]
-        bound_speed = p["tokens"] / p["bound_seconds"]
-        rows.append(
-            f"| {p['label']} | {p['accuracy']:.0%} | {p['upload_ratio']:.1%} | {speed:.1f} "
-            f"| {speed / base:.2f} | {bound_speed / base:.2f} "
-            f"| {p['overhead_ms_per_token']:.3f} |"
-        )
+        for p in run["points"]:
+            speed = p["tokens"] / p["seconds"]
+            bound_speed = p["tokens"] / p["bound_seconds"]
+            rows.append(
+                f"| {run.get('backend', 'transformers')} | {p['label']} | {p['accuracy']:.0%} "
+                f"| {p['upload_ratio']:.1%} | {speed:.1f} | {speed / base:.2f} "
+                f"| {bound_speed / base:.2f} | {p['overhead_ms_per_token']:.3f} |"
+            )
+    return "\n".join(rows)
+
+
+def speeds(runs: list[dict[str, Any]]) -> str:
+    """Tokens/s of each configuration on each runtime, and the ratio to the first runtime."""
+    kinds = [run["backend"] for run in runs]
+    rows = [
+        "| run | "
+        + " | ".join(f"{k} tok/s" for k in kinds)
+        + " | "
+        + " | ".join(f"{k} / {kinds[0]}" for k in kinds[1:])
+        + " |",
+        "|---|" + "---|" * (2 * len(kinds) - 1),
+    ]
+    for i, point in enumerate(runs[0]["points"]):
+        tps = [run["points"][i]["tokens"] / run["points"][i]["seconds"] for run in runs]
+        cells = [f"{t:.1f}" for t in tps] + [f"{t / tps[0]:.2f}" for t in tps[1:]]
+        rows.append(f"| {point['label']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -302,22 +356,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--drafted", type=int, default=16, help="questions for the drafting run")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["transformers", "llamacpp"],
+        default=["transformers"],
+        help="runtimes of the pair, each answering every question in turn",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    # a run on other runtimes than the default writes files of its own
+    default = args.backends == ["transformers"]
+    stem = "collab_eval" if default else "_".join(["collab_eval", *args.backends])
     if args.replot:
-        plot(json.loads((args.out / "collab_eval.json").read_text()), args.out / "collab_eval.png")
+        plot(json.loads((args.out / f"{stem}.json").read_text()), args.out / f"{stem}.png")
         return
     began = time.perf_counter()
-    result = asyncio.run(run(args.questions, args.drafted))
+    result = asyncio.run(run(args.questions, args.drafted, args.backends))
     result["run_seconds"] = round(time.perf_counter() - began, 1)
-    (args.out / "collab_eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out / "collab_eval.png")
-    print(table(result))
-    print("step costs:", json.dumps(result["step_costs"]))
-    for trial in result["drafting"]:
-        print(f"drafting behind {trial['round_trip_ms']} ms:", json.dumps(trial))
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, args.out / f"{stem}.png")
+    print(table(result["runs"]))
+    if len(result["runs"]) > 1:
+        print(speeds(result["runs"]))
+    for run_ in result["runs"]:
+        print(f"step costs ({run_['backend']}):", json.dumps(run_["step_costs"]))
+        for trial in run_["drafting"]:
+            print(f"drafting behind {trial['round_trip_ms']} ms:", json.dumps(trial))
     print(f"run: {result['run_seconds']} s")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from gateway.backends import register
+from gateway.backends.llamacpp_dist import NextToken, sample
 from gateway.backends.llamacpp_vocab import LlamaTokenizer
 from gateway.backends.local import LocalBackend, LocalBackendConfig
 from gateway.backends.sessions import Distribution, TokenChoice
@@ -168,47 +169,6 @@ def fill(batch: Any, seq: int, ids: Sequence[int], start: int, outputs: str) -> 
     batch.logits[len(ids) - 1] = outputs != "none"
 
 
-def log_softmax(logits: Array) -> Array:
-    """Log-probs in float32 (a copy: llama.cpp reuses its logits buffer), summed in float64;
-    in place where it can, since a 262k vocabulary makes each pass a millisecond."""
-    out: Array = logits - logits.max(axis=-1, keepdims=True)
-    total = np.exp(out).sum(axis=-1, keepdims=True, dtype=np.float64)
-    out -= np.log(total).astype(np.float32)
-    return out
-
-
-def top(logprobs: Array, k: int) -> list[tuple[int, float]]:
-    if k <= 0:
-        return []
-    k = min(k, logprobs.size)
-    ids = np.argpartition(-logprobs, k - 1)[:k]
-    ids = ids[np.argsort(-logprobs[ids], kind="stable")]
-    return [(int(i), float(logprobs[i])) for i in ids]
-
-
-def entropy(logprobs: Array) -> float:
-    probs = np.exp(logprobs.astype(np.float64))
-    return float(-(probs * np.where(probs > 0, logprobs, 0.0)).sum())
-
-
-def sample(logprobs: Array, sampling: Sampling, rng: np.random.Generator) -> int:
-    scaled = logprobs.astype(np.float64) / sampling.temperature
-    if sampling.top_k:
-        kth = np.partition(scaled, -min(sampling.top_k, scaled.size))[
-            -min(sampling.top_k, scaled.size)
-        ]
-        scaled = np.where(scaled < kth, -np.inf, scaled)
-    if sampling.top_p < 1.0:
-        order = np.argsort(-scaled, kind="stable")
-        probs = np.exp(scaled[order] - scaled[order[0]])
-        probs /= probs.sum()
-        # drop a token once the ones before it already cover top_p
-        drop = np.cumsum(probs) - probs > sampling.top_p
-        scaled[order[drop]] = -np.inf
-    probs = np.exp(scaled - scaled.max())
-    return int(rng.choice(scaled.size, p=probs / probs.sum()))
-
-
 class SeqCache:
     """A sequence's KV cells, with the two calls a rewind makes on a transformers cache."""
 
@@ -235,7 +195,7 @@ class LlamaCore:
         self.want_hidden = hidden
         self.seq: int | None = None  # taken at the first forward pass, on the worker
         self.forwarded: list[int] = []
-        self.last: Array | None = None  # log-probs of the next token
+        self.last: NextToken | None = None  # what the model expects next
         self.hidden: list[float] | None = None
         self.rng: np.random.Generator | None = None
         self.cache = SeqCache(self)
@@ -264,7 +224,7 @@ class LlamaCore:
         for n, chunk in enumerate(chunks(body, size)):
             last = n == (len(body) - 1) // size
             self._read(chunk, "last" if last else "none", self.want_hidden and last)
-        self.last = log_softmax(self.runtime.logits(1))
+        self.last = NextToken(self.runtime.logits(1))
         if self.want_hidden:
             self.hidden = self.runtime.hidden()
         return None
@@ -278,33 +238,32 @@ class LlamaCore:
             rows = self.runtime.logits(len(chunk))
             for token, row in zip(chunk, rows, strict=True):
                 if self.last is not None:
-                    scores.append(TokenChoice(token, float(self.last[token]), top(self.last, k)))
-                self.last = log_softmax(row)
+                    last = self.last
+                    scores.append(TokenChoice(token, last.logprob(token), last.top(k)))
+                self.last = NextToken(row)
         if self.want_hidden and parts:
             self.hidden = self.runtime.hidden()
         return scores
 
-    def _logprobs(self) -> Array:
+    def _next(self) -> NextToken:
         if self.last is None:
             raise RuntimeError("the session has no tokens yet")
         return self.last
 
     def distribution(self, k: int) -> Distribution:
-        logprobs = self._logprobs()
-        best = top(logprobs, k)
-        return Distribution(
-            [i for i, _ in best], [lp for _, lp in best], entropy(logprobs), self.hidden
-        )
+        last = self._next()
+        best = last.top(k)
+        return Distribution([i for i, _ in best], [lp for _, lp in best], last.entropy, self.hidden)
 
     def pick(self, sampling: Sampling, k: int) -> TokenChoice:
-        logprobs = self._logprobs()
+        last = self._next()
         if sampling.greedy:
-            token = int(np.argmax(logprobs))
+            token = last.best()
         else:
             if self.rng is None:
                 self.rng = np.random.default_rng(sampling.seed)
-            token = sample(logprobs, sampling, self.rng)
-        return TokenChoice(token, float(logprobs[token]), top(logprobs, k))
+            token = sample(last.logprobs(), sampling, self.rng)
+        return TokenChoice(token, last.logprob(token), last.top(k))
 
     def reuse(self) -> None:
         self.rng = None

@@ -23,5 +23,10 @@ def default_gateway() -> Iterator[str]:
     """The default catalog's base URL (without `/v1`)."""
     for model in ("smollm2-135m", "gemma3-270m"):
         prepare(model)  # once per machine, minutes; the server's start-up then takes seconds
-    with ServerThread(create_app(Settings())) as server:
+    # No prefix pool: some tests compare two runs of one request, and on llama.cpp (where
+    # `kind: local` runs when installed) pooled sequences move a request's cells in the shared
+    # KV cache, which moves its numbers (tests/models/conftest.py says more)
+    no_pool = {"prefix_cache": 0}
+    settings = Settings(backends={"smollm2": no_pool, "gemma3": no_pool})
+    with ServerThread(create_app(settings)) as server:
         yield server.url

@@ -2,7 +2,7 @@
 
 `tiny_pair`: two random-initialised Llama models on SmolLM2's real tokenizer (same vocabulary,
 different weights), milliseconds per token. `real_pair`: SmolLM2-135M and Gemma-3-270M, the
-default catalog's two models, whose vocabularies differ.
+default catalog's two models, whose vocabularies differ, on transformers and on llama.cpp.
 """
 
 from __future__ import annotations
@@ -54,11 +54,22 @@ def tiny_pair(tiny_folders: tuple[Path, Path]) -> Iterator[list[LocalBackend]]:
     )
 
 
-@pytest.fixture(scope="session")
-def real_pair() -> Iterator[list[LocalBackend]]:
+@pytest.fixture(scope="session", params=["transformers", "llamacpp"])
+def real_pair(request: pytest.FixtureRequest) -> Iterator[list[LocalBackend]]:
+    """The pair on each CPU runtime the default catalog may pick (`kind: local`)."""
     models = [("smollm2", "smollm2-135m"), ("gemma3", "gemma3-270m")]
+    if request.param == "transformers":
+        yield from started(
+            [TransformersBackend(n, TransformersConfig(model=m, threads=1)) for n, m in models]
+        )
+        return
+    pytest.importorskip("llama_cpp", reason="`make llamacpp` builds and installs llama.cpp")
+    from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+
+    # no prefix pool: a pooled sequence lies elsewhere in llama.cpp's shared KV cache, and its
+    # 8-bit activations make numbers depend on that (tests/models/conftest.py)
     yield from started(
-        [TransformersBackend(n, TransformersConfig(model=m, threads=1)) for n, m in models]
+        [LlamaCppBackend(n, LlamaCppConfig(model=m, threads=1, prefix_cache=0)) for n, m in models]
     )
 
 

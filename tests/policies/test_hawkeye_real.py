@@ -1,5 +1,6 @@
 """The default catalog's `tandem-hawkeye` for real: Gemma-3-270M plans, SmolLM2-135M expands,
-served by Tandem on loopback. Budgets are tiny: on this CPU a token costs 50-80 ms."""
+served by Tandem on loopback, on transformers and on llama.cpp. Budgets are tiny: on this CPU a
+token costs 50-80 ms on transformers, 15-30 on llama.cpp."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ from loadtests.fake_upstream import ServerThread
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many now?"}]
 
 
-@pytest.fixture(scope="module")
-def default_catalog() -> Iterator[OpenAI]:
+@pytest.fixture(scope="module", params=["transformers", "llamacpp"])
+def default_catalog(request: pytest.FixtureRequest) -> Iterator[OpenAI]:
+    """The default catalog with both models on one CPU runtime, as `kind: local` may pick."""
+    if request.param == "llamacpp":
+        pytest.importorskip("llama_cpp", reason="`make llamacpp` builds and installs llama.cpp")
+    kind = {"kind": request.param}
+    settings = Settings(backends={"smollm2": kind, "gemma3": kind})
     with (
-        ServerThread(create_app(Settings())) as server,
+        ServerThread(create_app(settings)) as server,
         OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client,
     ):
         yield client

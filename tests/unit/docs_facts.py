@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.backends import backends
+from gateway.backends.local import LocalBackendConfig
+from gateway.backends.local_kind import LOCAL
 from gateway.core.config import Catalog, Settings
 from gateway.observability.metrics import Metrics
 from gateway.policies import policies
@@ -111,7 +113,8 @@ def catalog_problems(data: Any) -> list[str]:
     problems = []
     for name, spec in catalog.backends.items():
         try:
-            config = backends.get(spec.kind).Config
+            # `kind: local` takes what every local kind shares (gateway/backends/local_kind.py)
+            config = LocalBackendConfig if spec.kind == LOCAL else backends.get(spec.kind).Config
         except LookupError as exc:
             problems.append(f"backends.{name}.kind: {exc}")
             continue
