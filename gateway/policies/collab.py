@@ -40,11 +40,11 @@ from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.registry import UnknownName
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
 from gateway.core.tokens import (
-    PLAIN_TURN_STOPS,
     HFTokenizer,
     chat_prompt,
     encode_prompt,
     has_chat_template,
+    turn_stops,
 )
 from gateway.core.window import check_window, check_window_early
 from gateway.policies import ParamError, register
@@ -233,15 +233,15 @@ class CollabPolicy(Policy):
             check_content_types(request, model)
             # before tokenising: a million characters take the loop 1-2 s per tokenizer
             check_window_early(model.context_window, texts, model.max_token_chars, limit)
-        small, large = self.pair()
-        prompts, templated = [], True
-        for backend in (small, large):
-            text = chat_prompt(backend.tokenizer, request.messages)
+        prompts, stops = [], request.stop_sequences()
+        for role, backend in zip(("small", "large"), self.pair(), strict=True):
+            # each model reads the conversation its own way; whoever writes, a reply ends
+            # where either model's rendering would start the next turn
+            plain = self.backends[role].plain_chat
+            text = chat_prompt(backend.tokenizer, request.messages, plain)
             own = has_chat_template(backend.tokenizer)
             prompts.append(encode_prompt(backend.tokenizer, text, templated=own))
-            templated = templated and own
-        # a model without a chat template goes on with the next turn: the reply ends there
-        stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
+            stops += [s for s in turn_stops(backend.tokenizer, plain) if s not in stops]
         self.check_windows(prompts[0], prompts[1], limit)
         plan = self.plan(params, prompts[0], prompts[1], stops, limit)
         return self._run([plan], request.n, sampling_of(request))

@@ -50,7 +50,8 @@ async def test_each_model_reads_exactly_the_text_written(real_pair: list[LocalBa
     assert views[1].startswith(views[0])
     assert views[0].startswith(text) or text.startswith(views[0])
     # past the streamed text, only the start of a stop string held back and cut
-    assert "\nuser:".startswith(views[1][len(text) :])
+    held = views[1][len(text) :]
+    assert any(stop.startswith(held) for stop in gemma3.plain_chat.stops)
     # the large model was handed only what was new, in its own vocabulary
     assert large.script.opened == 1
     assert sum(map(len, large.script.appended)) + out.report.tokens["large"] == len(
