@@ -23,8 +23,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
 
@@ -52,6 +51,9 @@ from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
+
+if TYPE_CHECKING:  # numpy: only catalogs with routers import it
+    from gateway.policies.router_spec import Router
 
 BY = "the 'collab' policy"
 PROBE_SECONDS = 10.0  # a start-up check of a remote vocabulary waits no longer
@@ -94,7 +96,7 @@ class CollabPolicy(Policy):
         self,
         alias: str,
         backends: Mapping[str, Backend],
-        routers: Mapping[str, Path] | None = None,
+        routers: Mapping[str, Router] | None = None,
     ) -> None:
         super().__init__(alias, backends, routers)
         self._triggers: OrderedDict[TriggerKey, Trigger] = OrderedDict()
@@ -122,7 +124,7 @@ class CollabPolicy(Policy):
             self._triggers.move_to_end(key)
             return found
         try:
-            built = triggers.get(p.trigger).build(p.threshold, self._router_path(p.router))
+            built = triggers.get(p.trigger).build(p.threshold, self._router(p.router))
         except UnknownName as exc:
             raise ParamError("trigger", str(exc)) from None
         except TriggerError as exc:
@@ -189,15 +191,15 @@ class CollabPolicy(Policy):
         except TriggerError as exc:
             raise ParamError("router", str(exc)) from None
 
-    def _router_path(self, name: str | None) -> str | None:
-        """The catalog's file for a router name: a parameter never names a file itself."""
+    def _router(self, name: str | None) -> Router | None:
+        """The catalog's router of that name: a parameter never names a file itself."""
         if name is None:
             return None
-        path = self.routers.get(name)
-        if path is None:
+        router = self.routers.get(name)
+        if router is None:
             known = ", ".join(sorted(self.routers)) or "none"
             raise ParamError("router", f"no router of that name in the catalog (known: {known})")
-        return str(path)
+        return router
 
     def breaker(self) -> CircuitBreaker:
         if self._breaker is None:  # parameters built without `parse_params`: the defaults
