@@ -9,13 +9,13 @@ A model without a chat template reads a conversation as the document its backend
 own chat and completion paths, which the `direct` policy serves, greedy, at most 8 tokens:
 1. few-shot: the plain completion after three solved examples, stopping at a newline (the
    form `benchmarks.collab_eval` uses);
-2. chat: one user message holding the question, once per rendering;
-3. chat, three shots: the solved examples as earlier user/assistant turns, once per rendering.
+2. chat, once per rendering: one user message holding the question, or with `--shots 3`
+   the three solved examples before it as earlier user/assistant turns.
 
 A reply is right when its first line, leading whitespace aside, starts with a target
 (BIG-bench's exact match, case and surrounding punctuation ignored); it echoes when that line
 starts with the question's first four words. Prints a table with 95% Wilson intervals and
-writes the replies to `--out`/chat_forms.json.
+writes the replies to `--out`/chat_forms.json (chat_forms_shots3.json with `--shots 3`).
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ async def few_shot(backend: LocalBackend, question: Question) -> str:
     return await text_of(backend.complete(CompletionRequest.model_validate({**body, "stop": "\n"})))
 
 
-async def chat(backend: LocalBackend, question: Question, rendering: str, shots: bool) -> str:
+async def chat(backend: LocalBackend, question: Question, rendering: str, shots: int) -> str:
     turns: list[dict[str, str]] = []
-    for asked, answer in question.shots if shots else ():
+    for asked, answer in question.shots[:shots]:
         turns += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}]
     turns.append({"role": "user", "content": question.text})
     backend.plain_chat = PLAIN_CHATS[rendering]
@@ -85,22 +85,18 @@ async def chat(backend: LocalBackend, question: Question, rendering: str, shots:
     return await text_of(backend.chat(ChatCompletionRequest.model_validate(body)))
 
 
-async def run(n: int, seed: int, renderings: list[str], shots: bool) -> list[Tally]:
+async def run(n: int, seed: int, renderings: list[str], shots: int) -> list[Tally]:
     # one torch thread, no prefix cache: every form pays its own prompt, as a request would
     config = TransformersConfig(model="gemma3-270m", threads=1, prefix_cache=0)
     backend = TransformersBackend("gemma3", config)
     await backend.start()
-    tallies = [Tally("few-shot completion")]
-    tallies += [Tally(f"chat, {r}") for r in renderings]
-    tallies += [Tally(f"chat + 3 shots, {r}") for r in renderings] if shots else []
+    form = f"chat + {shots} shots as turns" if shots else "chat"
+    tallies = [Tally("few-shot completion"), *(Tally(f"{form}, {r}") for r in renderings)]
     for i, question in enumerate(load_questions(n, seed)):
         # question by question, every form back to back: load drift weighs on all alike
         tallies[0].add(await few_shot(backend, question), question)
-        for j, rendering in enumerate(renderings):
-            tallies[1 + j].add(await chat(backend, question, rendering, False), question)
-            if shots:
-                reply = await chat(backend, question, rendering, True)
-                tallies[1 + len(renderings) + j].add(reply, question)
+        for tally, rendering in zip(tallies[1:], renderings, strict=True):
+            tally.add(await chat(backend, question, rendering, shots), question)
         print(f"{i + 1}/{n}", flush=True)
     await backend.aclose()
     return tallies
@@ -122,7 +118,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1, help="the sample (0 designed them)")
     parser.add_argument("--renderings", nargs="+", default=list(PLAIN_CHATS), choices=PLAIN_CHATS)
-    parser.add_argument("--shots", action="store_true", help="also chat with 3 shots as turns")
+    parser.add_argument("--shots", type=int, default=0, choices=[0, 1, 2, 3], help="in chat")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     began = time.perf_counter()
@@ -131,13 +127,15 @@ def main() -> None:
     result = {
         "questions": args.questions,
         "seed": args.seed,
+        "shots_in_chat": args.shots,
         "source": "BIG-bench qa_wikidata (bigbench 1.0.0 on PyPI)",
         "model": "gemma3-270m",
         "forms": [{"label": t.label, "right": t.right, "echoed": t.echoed} for t in tallies],
         "replies": {t.label: t.replies for t in tallies},
         "run_seconds": round(time.perf_counter() - began, 1),
     }
-    (args.out / "chat_forms.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = f"chat_forms_shots{args.shots}.json" if args.shots else "chat_forms.json"
+    (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
     print(table(tallies, args.questions))
     print(f"run: {result['run_seconds']} s")
 
