@@ -58,8 +58,10 @@ SWEEP: list[tuple[str, str, dict[str, Any]]] = [
 
 @dataclass
 class Question:
-    prompt: str
+    prompt: str  # the solved examples, then the question
     targets: list[str]
+    text: str = ""  # the question alone
+    shots: tuple[tuple[str, str], ...] = ()  # the solved examples: (question, answer)
 
 
 def load_questions(n: int, seed: int = 0) -> list[Question]:
@@ -70,8 +72,9 @@ def load_questions(n: int, seed: int = 0) -> list[Question]:
     examples = json.loads(task.read_text())["examples"]
     rng = random.Random(seed)
     picked = rng.sample(examples, n + SHOTS)
-    shots = "".join(f"{e['input']} {targets(e)[0]}.\n" for e in picked[:SHOTS])
-    return [Question(shots + e["input"], targets(e)) for e in picked[SHOTS:]]
+    solved = tuple((e["input"], targets(e)[0]) for e in picked[:SHOTS])
+    shots = "".join(f"{q} {a}.\n" for q, a in solved)
+    return [Question(shots + e["input"], targets(e), e["input"], solved) for e in picked[SHOTS:]]
 
 
 def targets(example: dict[str, Any]) -> list[str]:

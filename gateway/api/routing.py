@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.api.keys import ApiKey
 from gateway.api.learned_routers import catalog_routers
@@ -22,6 +21,9 @@ from gateway.core.overrides import check_overrides
 from gateway.core.protocol import TandemOptions
 from gateway.core.registry import UnknownName
 from gateway.policies import ParamError, Policy, PolicyParams, policies
+
+if TYPE_CHECKING:  # numpy: only catalogs with routers import it
+    from gateway.policies.router_spec import Router as LearnedRouter
 
 
 @dataclass
@@ -108,7 +110,7 @@ def _build_route(
     alias: str,
     spec: AliasSpec,
     backends: dict[str, Backend],
-    routers: dict[str, Path],
+    routers: dict[str, LearnedRouter],
     source: str,
     limits: RequestLimits | None = None,
 ) -> Route:
@@ -140,7 +142,7 @@ def _switchable(
     alias: str,
     spec: AliasSpec,
     role_backends: dict[str, Any],
-    routers: dict[str, Path],
+    routers: dict[str, LearnedRouter],
     source: str,
 ) -> dict[str, Policy]:
     """The policies `overrides.policy.choices` lets a request switch to, built with defaults."""

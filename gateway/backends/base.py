@@ -13,6 +13,7 @@ from typing import Any, ClassVar, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from gateway.core.events import EventStream
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 
 
@@ -35,6 +36,8 @@ class Backend(ABC):
     Config: ClassVar[type[BackendConfig]] = BackendConfig
     #: content-part types a chat message may carry for this backend
     content_types: frozenset[str] = frozenset({"text"})
+    #: how a conversation is written for this model when its tokenizer has no chat template
+    plain_chat: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT]
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name

@@ -26,10 +26,10 @@ from gateway.backends.sessions import (
 )
 from gateway.core.errors import InvalidRequest, UnsupportedField, UpstreamUnavailable
 from gateway.core.events import Delta, Event, EventStream, Finish, Usage
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChatName
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
 from gateway.core.tokens import (
-    PLAIN_TURN_STOPS,
     HFTokenizer,
     StopMatcher,
     StreamDetokenizer,
@@ -38,6 +38,7 @@ from gateway.core.tokens import (
     fingerprint,
     has_chat_template,
     longest_token,
+    turn_stops,
 )
 from gateway.core.window import check_window, check_window_early
 
@@ -50,6 +51,11 @@ class LocalBackendConfig(BackendConfig):
     default_max_tokens: int = Field(default=512, ge=1)
     prefix_cache: int = Field(
         default=4, ge=0, description="finished sessions' KV caches kept for reuse (0: none)"
+    )
+    plain_chat: PlainChatName = Field(
+        default=DEFAULT_PLAIN_CHAT,
+        description="how a conversation is written for a model without a chat template "
+        "(a base model): transcript | dialogue | qa | instruct",
     )
 
 
@@ -88,6 +94,7 @@ class LocalBackend(Backend):
     def __init__(self, name: str, config: LocalBackendConfig) -> None:
         super().__init__(name, config)
         self.settings = config
+        self.plain_chat = PLAIN_CHATS[config.plain_chat]
         self._runtime: Runtime | None = None
         self.worker = Worker(name)
         self.prefix_pool: PrefixPool[SessionCore] = PrefixPool(config.prefix_cache)
@@ -178,11 +185,9 @@ class LocalBackend(Backend):
         max_tokens = request.max_output_tokens or self.settings.default_max_tokens
         texts = [m.text() for m in request.messages]
         check_window_early(self.context_length, texts, self.max_token_chars, max_tokens)
-        templated = has_chat_template(self.tokenizer)
-        text = chat_prompt(self.tokenizer, request.messages)
-        ids = encode_prompt(self.tokenizer, text, templated=templated)
-        # a base model's plain transcript goes on with the next turn: end the reply there
-        stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
+        text = chat_prompt(self.tokenizer, request.messages, self.plain_chat)
+        ids = encode_prompt(self.tokenizer, text, templated=has_chat_template(self.tokenizer))
+        stops = request.stop_sequences() + list(turn_stops(self.tokenizer, self.plain_chat))
         k = (request.top_logprobs or 0) if request.logprobs else None
         job = Job(
             prompts=[ids],

@@ -46,6 +46,7 @@ from gateway.core.errors import (
     UpstreamUnavailable,
 )
 from gateway.core.events import EventStream, Finish, Usage
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChatName
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from gateway.core.sse_lines import line_batches
 from gateway.core.window import check_window, check_window_early
@@ -125,6 +126,12 @@ class OpenAIBackendConfig(BackendConfig):
         "front of replicas (vLLM's router reads `x-session-id`) keeps the session, and its "
         "prefix cache, on one replica; null: none is sent",
     )
+    plain_chat: PlainChatName = Field(
+        default=DEFAULT_PLAIN_CHAT,
+        description="how a conversation is written for a model without a chat template "
+        "(a base model), when a collab policy writes it with `tokenizer`: transcript | dialogue | "
+        "qa | instruct",
+    )
     max_token_chars: int = Field(
         default=64,
         ge=1,
@@ -169,6 +176,7 @@ class OpenAIBackend(Backend):
     def __init__(self, name: str, config: OpenAIBackendConfig) -> None:
         super().__init__(name, config)
         self.settings = config
+        self.plain_chat = PLAIN_CHATS[config.plain_chat]
         self.content_types = frozenset(config.content_types)
         self._client: aiohttp.ClientSession | None = None
         self._replicas: ReplicaSet | None = None

@@ -12,11 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.core.protocol import ChatMessage
 
 REPLACEMENT = "\ufffd"
-# where a template-less model, prompted with a plain transcript, starts writing the next turn
-PLAIN_TURN_STOPS = ("\nuser:", "\nsystem:")
 
 
 class HFTokenizer(Protocol):
@@ -52,18 +51,27 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def chat_prompt(tokenizer: HFTokenizer, messages: Sequence[ChatMessage]) -> str:
+def chat_prompt(
+    tokenizer: HFTokenizer,
+    messages: Sequence[ChatMessage],
+    plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT],
+) -> str:
     """The prompt text for a conversation, ending where the assistant's reply starts.
 
-    A model without a chat template (a base model) gets plain `role: text` lines: honest
-    about what it is, and still a usable prompt.
+    A model without a chat template (a base model) gets the conversation written as `plain`,
+    a document it can continue (`gateway.core.plain_chat`).
     """
-    turns = [{"role": m.role, "content": m.text()} for m in messages]
     if has_chat_template(tokenizer):
+        turns = [{"role": m.role, "content": m.text()} for m in messages]
         text = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
         return str(text)
-    lines = [f"{t['role']}: {t['content']}" for t in turns]
-    return "\n".join([*lines, "assistant:"])
+    return plain.render([(m.role, m.text()) for m in messages])
+
+
+def turn_stops(tokenizer: HFTokenizer, plain: PlainChat) -> tuple[str, ...]:
+    """Where a reply rendered by `chat_prompt` ends besides end-of-sequence: a template's
+    model writes its own end of turn; a base model goes on with the next turn of `plain`."""
+    return () if has_chat_template(tokenizer) else plain.stops
 
 
 def encode_prompt(tokenizer: HFTokenizer, text: str, *, templated: bool) -> list[int]:

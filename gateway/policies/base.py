@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -14,6 +13,9 @@ from gateway.core.config import error_key
 from gateway.core.errors import InvalidRequest
 from gateway.core.events import EventStream
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
+
+if TYPE_CHECKING:  # numpy: only catalogs with routers import it
+    from gateway.policies.router_spec import Router
 
 RoleNeed = Literal["essential", "optional"]
 
@@ -35,7 +37,8 @@ class ParamError(ValueError):
 
 class Policy(ABC):
     """Turns requests into events using the alias's backends, keyed by role; `routers` are the
-    catalog's learned-trigger routers by name (the only files a parameter may point at)."""
+    catalog's learned-trigger routers by name, loaded once at start-up (the only routers a
+    parameter may name)."""
 
     name: ClassVar[str]
     Params: ClassVar[type[PolicyParams]] = PolicyParams
@@ -44,7 +47,7 @@ class Policy(ABC):
         self,
         alias: str,
         backends: Mapping[str, Backend],
-        routers: Mapping[str, Path] | None = None,
+        routers: Mapping[str, Router] | None = None,
     ) -> None:
         self.alias = alias
         self.backends = dict(backends)

@@ -23,8 +23,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
 
@@ -40,11 +39,11 @@ from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.registry import UnknownName
 from gateway.core.request import Sampling, refuse_unsupported, sampling_of
 from gateway.core.tokens import (
-    PLAIN_TURN_STOPS,
     HFTokenizer,
     chat_prompt,
     encode_prompt,
     has_chat_template,
+    turn_stops,
 )
 from gateway.core.window import check_window, check_window_early
 from gateway.policies import ParamError, register
@@ -52,6 +51,9 @@ from gateway.policies.base import Policy, PolicyParams, RoleNeed, check_content_
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.collab_loop import Choice, Plan, Tally
 from gateway.policies.triggers import Trigger, TriggerError, triggers
+
+if TYPE_CHECKING:  # numpy: only catalogs with routers import it
+    from gateway.policies.router_spec import Router
 
 BY = "the 'collab' policy"
 PROBE_SECONDS = 10.0  # a start-up check of a remote vocabulary waits no longer
@@ -94,7 +96,7 @@ class CollabPolicy(Policy):
         self,
         alias: str,
         backends: Mapping[str, Backend],
-        routers: Mapping[str, Path] | None = None,
+        routers: Mapping[str, Router] | None = None,
     ) -> None:
         super().__init__(alias, backends, routers)
         self._triggers: OrderedDict[TriggerKey, Trigger] = OrderedDict()
@@ -122,7 +124,7 @@ class CollabPolicy(Policy):
             self._triggers.move_to_end(key)
             return found
         try:
-            built = triggers.get(p.trigger).build(p.threshold, self._router_path(p.router))
+            built = triggers.get(p.trigger).build(p.threshold, self._router(p.router))
         except UnknownName as exc:
             raise ParamError("trigger", str(exc)) from None
         except TriggerError as exc:
@@ -189,15 +191,15 @@ class CollabPolicy(Policy):
         except TriggerError as exc:
             raise ParamError("router", str(exc)) from None
 
-    def _router_path(self, name: str | None) -> str | None:
-        """The catalog's file for a router name: a parameter never names a file itself."""
+    def _router(self, name: str | None) -> Router | None:
+        """The catalog's router of that name: a parameter never names a file itself."""
         if name is None:
             return None
-        path = self.routers.get(name)
-        if path is None:
+        router = self.routers.get(name)
+        if router is None:
             known = ", ".join(sorted(self.routers)) or "none"
             raise ParamError("router", f"no router of that name in the catalog (known: {known})")
-        return str(path)
+        return router
 
     def breaker(self) -> CircuitBreaker:
         if self._breaker is None:  # parameters built without `parse_params`: the defaults
@@ -233,15 +235,15 @@ class CollabPolicy(Policy):
             check_content_types(request, model)
             # before tokenising: a million characters take the loop 1-2 s per tokenizer
             check_window_early(model.context_window, texts, model.max_token_chars, limit)
-        small, large = self.pair()
-        prompts, templated = [], True
-        for backend in (small, large):
-            text = chat_prompt(backend.tokenizer, request.messages)
+        prompts, stops = [], request.stop_sequences()
+        for role, backend in zip(("small", "large"), self.pair(), strict=True):
+            # each model reads the conversation its own way; whoever writes, a reply ends
+            # where either model's rendering would start the next turn
+            plain = self.backends[role].plain_chat
+            text = chat_prompt(backend.tokenizer, request.messages, plain)
             own = has_chat_template(backend.tokenizer)
             prompts.append(encode_prompt(backend.tokenizer, text, templated=own))
-            templated = templated and own
-        # a model without a chat template goes on with the next turn: the reply ends there
-        stops = request.stop_sequences() + ([] if templated else list(PLAIN_TURN_STOPS))
+            stops += [s for s in turn_stops(backend.tokenizer, plain) if s not in stops]
         self.check_windows(prompts[0], prompts[1], limit)
         plan = self.plan(params, prompts[0], prompts[1], stops, limit)
         return self._run([plan], request.n, sampling_of(request))

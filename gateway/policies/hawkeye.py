@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import suppress
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -46,6 +45,9 @@ from gateway.policies.hawkeye_prompts import (
 from gateway.policies.hawkeye_run import Job, direct, run
 from gateway.policies.plan_cache import PlanCache, plan_key, scope_of
 from gateway.stores.cache import MemoryStore
+
+if TYPE_CHECKING:  # numpy: only catalogs with routers import it
+    from gateway.policies.router_spec import Router
 
 BY = "the 'hawkeye' policy"
 #: the plan and the answer are text; a tool call has no place in either
@@ -133,7 +135,7 @@ class HawkeyePolicy(Policy):
         self,
         alias: str,
         backends: Mapping[str, Backend],
-        routers: Mapping[str, Path] | None = None,
+        routers: Mapping[str, Router] | None = None,
     ) -> None:
         super().__init__(alias, backends, routers)
         # plans of requests served outside the app (a benchmark driving the policy directly)

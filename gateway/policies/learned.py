@@ -1,6 +1,8 @@
 """The `learned` trigger: a router file's MLP scores the small model's next-token distribution,
 and the trigger fires when the score exceeds the threshold (the file's own unless the request or
-the catalog sets one). The file format is `gateway.policies.router_spec`'s.
+the catalog sets one). The file format is `gateway.policies.router_spec`'s; the catalog's files
+are read once, at start-up (`gateway.api.learned_routers`), and every trigger built for a
+request shares the loaded router.
 
 The score is the router's estimate that the small model's token should be replaced (unlike the
 paper's router, where a low score meant "ask the cloud"; flip the last layer's sign to import
@@ -10,7 +12,7 @@ one).
 from __future__ import annotations
 
 from gateway.backends.sessions import Distribution
-from gateway.policies.router_spec import Router, load_router
+from gateway.policies.router_spec import Router
 from gateway.policies.triggers import Trigger, TriggerError, triggers
 
 
@@ -27,12 +29,10 @@ class LearnedTrigger(Trigger):
         return self.router.needs_hidden
 
     @classmethod
-    def build(cls, threshold: float | None, router: str | None) -> Trigger:
-        if not router:
+    def build(cls, threshold: float | None, router: Router | None) -> Trigger:
+        if router is None:
             raise TriggerError("the 'learned' trigger needs a router file ('router')")
-        if not router.endswith(".json"):
-            raise TriggerError("a router file is a .json file")
-        return cls(threshold, load_router(router))
+        return cls(threshold, router)
 
     def fire(self, distribution: Distribution) -> bool:
         return self.router.score(distribution) > float(self.threshold or 0.0)

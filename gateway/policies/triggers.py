@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from gateway.backends.sessions import Distribution
 from gateway.core.registry import Registry
+
+if TYPE_CHECKING:  # router_spec imports this module (and numpy)
+    from gateway.policies.router_spec import Router
 
 
 class TriggerError(ValueError):
@@ -50,7 +53,7 @@ class Trigger(ABC):
         return False
 
     @classmethod
-    def build(cls, threshold: float | None, router: str | None) -> Trigger:
+    def build(cls, threshold: float | None, router: Router | None) -> Trigger:
         if router is not None:
             raise TriggerError(f"the '{cls.name}' trigger takes no router file")
         return cls(threshold)

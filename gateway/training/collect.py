@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.backends.sessions import Distribution, Stop, TokenBackend
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.core.protocol import ChatMessage
 from gateway.core.tokens import (
-    PLAIN_TURN_STOPS,
     REPLACEMENT,
     chat_prompt,
     encode_prompt,
     has_chat_template,
+    turn_stops,
 )
 from gateway.policies.seam import Text, encode_exact
 from gateway.training.prompts import Prompt, correct
@@ -36,6 +37,9 @@ from gateway.training.prompts import Prompt, correct
 class Pair:
     small: TokenBackend
     large: TokenBackend
+    # how each model reads a conversation when its tokenizer has no chat template
+    small_chat: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT]
+    large_chat: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT]
 
     @property
     def same_vocab(self) -> bool:
@@ -101,13 +105,12 @@ def encode(pair: Pair, prompt: Prompt, setup: Setup) -> Prompts:
         large_ids = small_ids if pair.same_vocab else list(large.encode(text))
         return Prompts(small_ids, large_ids, setup.stops)
     messages = [ChatMessage.model_validate(m) for m in prompt.messages]
-    ids, templated = [], True
-    for tokenizer in (small, large):
-        own = has_chat_template(tokenizer)
-        ids.append(encode_prompt(tokenizer, chat_prompt(tokenizer, messages), templated=own))
-        templated = templated and own
-    extra = () if templated else PLAIN_TURN_STOPS
-    return Prompts(ids[0], ids[0] if pair.same_vocab else ids[1], (*setup.stops, *extra))
+    ids, stops = [], list(setup.stops)
+    for tokenizer, plain in ((small, pair.small_chat), (large, pair.large_chat)):
+        text = chat_prompt(tokenizer, messages, plain)
+        ids.append(encode_prompt(tokenizer, text, templated=has_chat_template(tokenizer)))
+        stops += [s for s in turn_stops(tokenizer, plain) if s not in stops]
+    return Prompts(ids[0], ids[0] if pair.same_vocab else ids[1], tuple(stops))
 
 
 async def collect(pair: Pair, prompt: Prompt, setup: Setup) -> Record:

@@ -30,7 +30,7 @@ async def catalog_pair(config: Path | None, alias: str) -> AsyncIterator[Pair]:
             await backend.start()
             started.append(backend)
         small, large = route.policy.pair()
-        yield Pair(small, large)
+        yield Pair(small, large, backends[0].plain_chat, backends[1].plain_chat)
     finally:
         for backend in reversed(started):
             await backend.aclose()

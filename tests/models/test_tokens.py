@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
+from gateway.core.plain_chat import PLAIN_CHATS
 from gateway.core.protocol import ChatMessage
 from gateway.core.tokens import StopMatcher, StreamDetokenizer, chat_prompt, fingerprint
 
@@ -64,14 +65,16 @@ def test_chat_prompt_uses_the_models_template(tokenizer: Any) -> None:
     assert "<|im_start|>user\nHello?<|im_end|>" in text
 
 
-def test_chat_prompt_without_a_template_is_a_plain_transcript(tokenizer: Any) -> None:
+def test_chat_prompt_without_a_template_is_a_plain_document(tokenizer: Any) -> None:
     plain = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     plain.chat_template = None
     messages = [
         ChatMessage(role="system", content="Be brief."),
         ChatMessage(role="user", content="Hi"),
     ]
-    assert chat_prompt(plain, messages) == "system: Be brief.\nuser: Hi\nassistant:"
+    assert chat_prompt(plain, messages) == "Be brief.\n\nQuestion: Hi\nAnswer:"
+    transcript = chat_prompt(plain, messages, PLAIN_CHATS["transcript"])
+    assert transcript == "system: Be brief.\nuser: Hi\nassistant:"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from gateway.backends.sessions import Distribution
 from gateway.policies import ParamError
 from gateway.policies.breaker import CircuitBreaker
 from gateway.policies.collab import CollabPolicy
+from gateway.policies.router_spec import load_router
 from gateway.policies.triggers import TriggerError, triggers
 
 
@@ -66,7 +67,7 @@ def router_file(tmp_path: Path, **changes: object) -> Path:
 
 
 def test_learned_linear_router(tmp_path: Path) -> None:
-    trigger = triggers.get("learned").build(None, str(router_file(tmp_path)))
+    trigger = triggers.get("learned").build(None, load_router(router_file(tmp_path)))
     assert trigger.fire(dist(0.5, entropy=1.5))
     assert not trigger.fire(dist(0.5, entropy=0.5))
     assert not trigger.needs_hidden
@@ -79,7 +80,7 @@ def test_learned_mlp_over_logprobs_and_hidden_state(tmp_path: Path) -> None:
         {"weight": [[4.0, 0.0]], "bias": [-4.0]},
     ]
     path = router_file(tmp_path, inputs=["top_logprobs", "hidden"], top_k=2, layers=layers)
-    trigger = triggers.get("learned").build(None, str(path))
+    trigger = triggers.get("learned").build(None, load_router(path))
     assert trigger.needs_hidden
     assert trigger.fire(dist(0.9, hidden=[2.0, 0.0, 0.0]))
     assert not trigger.fire(dist(0.9, hidden=[0.5, 0.0, 0.0]))
@@ -102,7 +103,7 @@ def test_bad_router_files_are_refused_without_quoting_them(
     path = tmp_path / "router.json"
     path.write_text(content)
     with pytest.raises(TriggerError, match=message) as caught:
-        triggers.get("learned").build(None, str(path))
+        load_router(path)
     assert "secret" not in str(caught.value)
 
 
@@ -133,8 +134,8 @@ def test_policy_params_name_the_bad_key(tmp_path: Path) -> None:
     assert span.value.key == "span"
     with pytest.raises(TriggerError, match="needs a router file"):
         triggers.get("learned").build(None, None)
-    with pytest.raises(TriggerError, match=r"\.json file"):
-        triggers.get("learned").build(None, str(tmp_path / "router.txt"))
+    with pytest.raises(TriggerError, match="takes no router file"):
+        triggers.get("entropy").build(None, load_router(router_file(tmp_path)))
 
 
 def test_circuit_breaker_opens_after_repeated_failures_and_cools_down() -> None:

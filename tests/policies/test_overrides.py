@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway.api.learned_routers import catalog_routers
 from gateway.api.routing import Route, Router, _build_route
 from gateway.core.config import AliasSpec, CatalogError
 from gateway.core.errors import InvalidRequest
@@ -44,7 +45,8 @@ def route(
             "overrides": overrides or {},
         }
     )
-    return _build_route("a", spec, BACKENDS, routers or {}, "catalog.yaml")
+    loaded = catalog_routers(routers or {}, "catalog.yaml")
+    return _build_route("a", spec, BACKENDS, loaded, "catalog.yaml")
 
 
 def resolve(r: Route, **tandem: Any) -> Any:
@@ -144,6 +146,25 @@ def test_routers_are_named_by_the_catalog_never_by_a_path(tmp_path: Path) -> Non
     assert error.param == "tandem.router"
     assert "known: mine" in error.message
     assert "secret content" not in error.message
+
+
+def test_a_router_file_is_read_once_at_start_up(tmp_path: Path) -> None:
+    """Triggers built later, for the catalog's parameters and for each request's threshold,
+    share the router loaded at start-up: the file is not read again (here it is gone)."""
+    named = router_file(tmp_path / "named.json")
+    r = route({"trigger": "learned", "router": "mine"}, {"threshold": {}}, {"mine": named})
+    named.unlink()
+    policy, params = resolve(r, threshold=0.7)
+    trigger = policy.trigger(params)
+    assert isinstance(trigger, LearnedTrigger)
+    assert trigger.threshold == 0.7
+    assert trigger.router is policy.trigger(r.params).router is policy.routers["mine"]
+
+
+def test_a_router_that_is_not_a_json_file_stops_the_start(tmp_path: Path) -> None:
+    other = router_file(tmp_path / "router.txt")
+    with pytest.raises(CatalogError, match=r"routers\.mine: .*a router file is a \.json file"):
+        route({"trigger": "learned", "router": "mine"}, routers={"mine": other})
 
 
 def test_one_breaker_per_alias_from_the_catalog_whatever_the_request() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.backends.base import Backend
 from gateway.core.events import Delta, EventStream, Finish, Usage
+from gateway.core.plain_chat import PLAIN_CHATS
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.policies.hawkeye import HawkeyeParams
 from gateway.training.planner.config import RewardConfig
@@ -95,8 +96,10 @@ def test_score_is_grade_minus_penalty() -> None:
 
 
 def test_a_plan_is_cut_where_a_base_model_s_transcript_would_stop() -> None:
-    assert served_plan("2 + 3 = 5\nuser: and more", templated=False) == "2 + 3 = 5"
-    assert served_plan("2 + 3 = 5\nuser: and more", templated=True) == "2 + 3 = 5\nuser: and more"
+    assert served_plan("2 + 3 = 5\nQuestion: and more", templated=False) == "2 + 3 = 5"
+    assert served_plan("2 + 3 = 5\nQuestion: more", templated=True) == "2 + 3 = 5\nQuestion: more"
+    transcript = PLAIN_CHATS["transcript"]
+    assert served_plan("2 + 3 = 5\nuser: and more", False, transcript) == "2 + 3 = 5"
 
 
 def test_each_plan_reaches_the_expander_through_the_policy() -> None:
@@ -104,7 +107,7 @@ def test_each_plan_reaches_the_expander_through_the_policy() -> None:
     loop = asyncio.new_event_loop()
     reward = PlanReward(expander, HawkeyeParams(), 8, PAPER, loop, templated=False)
     metrics: dict[str, float] = {}
-    completions = ["2 + 3 = 5", "2 + 3 = 6", "", "so 2 + 3 = 5\nuser: 7 8 9 10"]
+    completions = ["2 + 3 = 5", "2 + 3 = 6", "", "so 2 + 3 = 5\nQuestion: 7 8 9 10"]
     try:
         rewards = reward(
             prompts=["p"] * 4,

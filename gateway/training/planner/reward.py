@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.backends.base import Backend
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.policies.hawkeye import HawkeyeParams
 from gateway.training.planner.config import RewardConfig
 from gateway.training.planner.data import grade
@@ -70,9 +71,11 @@ class PlanReward:
         loop: asyncio.AbstractEventLoop,
         templated: bool,
         count: Counter = words,
+        plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT],
     ) -> None:
         self.expander, self.params, self.answer_tokens = expander, params, answer_tokens
         self.config, self.loop, self.templated, self.count = config, loop, templated, count
+        self.plain = plain  # how the planner's backend renders chat without a template
 
     def __call__(
         self,
@@ -84,7 +87,7 @@ class PlanReward:
         log_metric: Callable[[str, float], None] | None = None,
         **_: Any,
     ) -> list[float | None]:
-        plans = [served_plan(completion_text(c), self.templated) for c in completions]
+        plans = [served_plan(completion_text(c), self.templated, self.plain) for c in completions]
         tokens = [len(ids) for ids in completion_ids]
         scored = self.loop.run_until_complete(self.score_all(plans, tokens, question, targets))
         if log_metric is not None and scored:

@@ -133,7 +133,9 @@ def run(recipe: PlannerRecipe) -> Outcome:
             evaluated(r.planner, r, found.heldout, recipe, "before"),
             loop,
         )
-        trained = train(recipe, r.base, found.train, r.params, r.expander, loop)
+        trained = train(
+            recipe, r.base, found.train, r.params, r.expander, loop, r.planner.plain_chat
+        )
         after = phase(
             recipe.out / "eval-after.json",
             {"step": trained.step, **held},

@@ -10,8 +10,9 @@ from typing import Any
 
 from gateway.backends.base import Backend
 from gateway.core.events import Delta, EventStream, Finish, Report, Usage
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.core.tokens import PLAIN_TURN_STOPS, chat_prompt, has_chat_template
+from gateway.core.tokens import chat_prompt, has_chat_template
 from gateway.policies.hawkeye import HawkeyeParams, HawkeyePolicy, planner_request
 
 
@@ -28,22 +29,30 @@ def question_request(text: str, params: HawkeyeParams, answer_tokens: int) -> Ch
     )
 
 
-def plan_prompt(tokenizer: Any, text: str, params: HawkeyeParams) -> str | list[dict[str, str]]:
+def plan_prompt(
+    tokenizer: Any,
+    text: str,
+    params: HawkeyeParams,
+    plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT],
+) -> str | list[dict[str, str]]:
     """The planner's prompt for a question, in TRL's form: the chat turns when the tokenizer
     has a template (TRL renders them as the backend does, with the generation prompt), else the
-    backend's plain transcript as text (both add the tokenizer's special tokens)."""
+    conversation as the backend's `plain_chat` writes it, as text (both add the tokenizer's
+    special tokens)."""
     request = planner_request(question_request(text, params, 1), params)
     if has_chat_template(tokenizer):
         return [{"role": m.role, "content": m.text()} for m in request.messages]
-    return chat_prompt(tokenizer, request.messages)
+    return chat_prompt(tokenizer, request.messages, plain)
 
 
-def served_plan(text: str, templated: bool) -> str:
+def served_plan(
+    text: str, templated: bool, plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT]
+) -> str:
     """A sampled plan cut where the backend would have stopped it: a base model's plain
-    transcript ends at the next turn's label."""
+    rendering ends where its next turn starts."""
     if templated:
         return text
-    ends = [i for stop in PLAIN_TURN_STOPS if (i := text.find(stop)) >= 0]
+    ends = [i for stop in plain.stops if (i := text.find(stop)) >= 0]
     return text[: min(ends)] if ends else text
 
 

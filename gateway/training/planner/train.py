@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backends.base import Backend
+from gateway.core.plain_chat import DEFAULT_PLAIN_CHAT, PLAIN_CHATS, PlainChat
 from gateway.policies.hawkeye import HawkeyeParams
 from gateway.training.planner.config import PlannerRecipe
 from gateway.training.planner.data import Question
@@ -31,11 +32,16 @@ class Trained:
     log_history: list[dict[str, Any]]
 
 
-def rows(tokenizer: Any, questions: list[Question], params: HawkeyeParams) -> list[dict[str, Any]]:
+def rows(
+    tokenizer: Any,
+    questions: list[Question],
+    params: HawkeyeParams,
+    plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT],
+) -> list[dict[str, Any]]:
     """The training set in TRL's form; `question` and `targets` reach the reward function."""
     return [
         {
-            "prompt": plan_prompt(tokenizer, q.text, params),
+            "prompt": plan_prompt(tokenizer, q.text, params, plain),
             "question": q.text,
             "targets": list(q.targets),
         }
@@ -94,6 +100,7 @@ def train(
     params: HawkeyeParams,
     expander: Backend,
     loop: asyncio.AbstractEventLoop,
+    plain: PlainChat = PLAIN_CHATS[DEFAULT_PLAIN_CHAT],
 ) -> Trained:
     import torch
     from datasets import Dataset
@@ -112,6 +119,7 @@ def train(
         loop,
         has_chat_template(tokenizer),
         counter(tokenizer, recipe.reward.unit),
+        plain,
     )
     checkpoints = recipe.out / "checkpoints"
     last = last_checkpoint(checkpoints)
@@ -124,7 +132,7 @@ def train(
             model=model,
             reward_funcs=reward,
             args=grpo_args(recipe, params, checkpoints),
-            train_dataset=Dataset.from_list(rows(tokenizer, questions, params)),
+            train_dataset=Dataset.from_list(rows(tokenizer, questions, params, plain)),
             processing_class=tokenizer,
             peft_config=lora(recipe),
         )
