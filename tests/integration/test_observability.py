@@ -269,7 +269,7 @@ def test_each_upstream_call_is_a_client_span_under_the_request_with_its_tracepar
             )
             assert response.status_code == 200
             sent = upstream.find(marker).headers
-            server, client = by_kind(exporter.get_finished_spans(), marker=model)
+            server, client = by_kind(exporter, marker=model)
             assert client.parent is not None
             assert client.parent.span_id == server.context.span_id
             assert client.context.trace_id == server.context.trace_id
@@ -282,11 +282,18 @@ def test_each_upstream_call_is_a_client_span_under_the_request_with_its_tracepar
             exporter.clear()
 
 
-def by_kind(spans: Any, marker: str) -> tuple[Any, Any]:
-    """The request's SERVER span (named after the alias) and its one CLIENT span."""
+def by_kind(exporter: InMemorySpanExporter, marker: str) -> tuple[Any, Any]:
+    """The request's SERVER span (named after the alias) and its one CLIENT span. The SERVER
+    span ends just after the last byte is sent, which the client may read first: wait for it."""
     from opentelemetry.trace import SpanKind
 
-    servers = [s for s in spans if s.kind == SpanKind.SERVER and s.name.endswith(marker)]
+    deadline = time.monotonic() + 2
+    while True:
+        spans = exporter.get_finished_spans()
+        servers = [s for s in spans if s.kind == SpanKind.SERVER and s.name.endswith(marker)]
+        if servers or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     clients = [s for s in spans if s.kind == SpanKind.CLIENT]
     assert len(servers) == 1
     assert len(clients) == 1, [s.name for s in clients]

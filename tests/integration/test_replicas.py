@@ -7,7 +7,7 @@ recording its requests with their headers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,61 +111,67 @@ async def test_a_session_sticks_and_only_the_dead_replicas_sessions_move(fleet: 
         await backend.aclose()
 
 
+def relay_catalog(fleet: Fleet) -> dict[str, Any]:
+    """`relay`: `direct` over one backend listing the fleet's replicas."""
+    return {
+        "backends": {"pair": {"kind": "openai", "base_urls": fleet.urls, "model": "m"}},
+        "models": {"relay": {"policy": "direct", "backends": {"main": "pair"}}},
+    }
+
+
+def asker(client: AsyncOpenAI) -> Callable[[int], Awaitable[str | None]]:
+    """Ask `relay` question `n`; its answer's text."""
+
+    async def ask(n: int) -> str | None:
+        answer = await client.chat.completions.create(
+            model="relay", messages=[{"role": "user", "content": f"q{n}"}]
+        )
+        return answer.choices[0].message.content
+
+    return ask
+
+
 async def test_whole_requests_go_to_the_replica_with_the_fewest_outstanding(
     tmp_path: Path,
 ) -> None:
-    with Fleet([FakeConfig(ttft=60), FakeConfig()]) as fleet:
-        catalog = {
-            "backends": {"pair": {"kind": "openai", "base_urls": fleet.urls, "model": "m"}},
-            "models": {"relay": {"policy": "direct", "backends": {"main": "pair"}}},
-        }
-        with serve_gateway(write_catalog(tmp_path, catalog)) as url:
-            async with AsyncOpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0) as client:
+    with (
+        Fleet([FakeConfig(ttft=60), FakeConfig()]) as fleet,
+        serve_gateway(write_catalog(tmp_path, relay_catalog(fleet))) as url,
+    ):
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0) as client:
+            ask = asker(client)
 
-                async def ask(n: int) -> str | None:
-                    answer = await client.chat.completions.create(
-                        model="relay", messages=[{"role": "user", "content": f"q{n}"}]
-                    )
-                    return answer.choices[0].message.content
-
-                held = []  # until the slow replica holds one request, as it will for a minute
-                while fleet.counts()[0] == 0:
-                    held.append(asyncio.create_task(ask(-1)))
-                    await fleet.recorded(len(held))
-                fast = fleet.counts()[1]
-                for n in range(8):  # one at a time: the other replica has none outstanding
-                    assert await asyncio.wait_for(ask(n), 10)
-                assert fleet.counts() == [1, fast + 8]  # turn by turn would send it 4
-                for task in held:
-                    task.cancel()
-                await asyncio.gather(*held, return_exceptions=True)
+            held = []  # until the slow replica holds one request, as it will for a minute
+            while fleet.counts()[0] == 0:
+                held.append(asyncio.create_task(ask(-1)))
+                await fleet.recorded(len(held))
+            fast = fleet.counts()[1]
+            for n in range(8):  # one at a time: the other replica has none outstanding
+                assert await asyncio.wait_for(ask(n), 10)
+            assert fleet.counts() == [1, fast + 8]  # turn by turn would send it 4
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
 
 
 async def test_a_stopped_replica_fails_over_and_shows_down(tmp_path: Path) -> None:
-    with Fleet([FakeConfig(), FakeConfig()]) as fleet:
-        catalog = {
-            "backends": {"pair": {"kind": "openai", "base_urls": fleet.urls, "model": "m"}},
-            "models": {"relay": {"policy": "direct", "backends": {"main": "pair"}}},
-        }
-        with serve_gateway(write_catalog(tmp_path, catalog)) as url:
-            async with AsyncOpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0) as client:
+    with (
+        Fleet([FakeConfig(), FakeConfig()]) as fleet,
+        serve_gateway(write_catalog(tmp_path, relay_catalog(fleet))) as url,
+    ):
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0) as client:
+            ask = asker(client)
 
-                async def ask(n: int) -> str | None:
-                    answer = await client.chat.completions.create(
-                        model="relay", messages=[{"role": "user", "content": f"q{n}"}]
-                    )
-                    return answer.choices[0].message.content
-
-                assert all(await asyncio.gather(*(ask(n) for n in range(6))))
-                assert min(fleet.counts()) >= 1  # both served before one stops
-                await asyncio.to_thread(fleet.stop, 0)
-                served = fleet.counts()
-                for n in range(10):  # one at a time: the pooled connection to it, then none
-                    assert await ask(n)
-                assert fleet.counts()[1] == served[1] + 10
-            async with httpx.AsyncClient(base_url=url) as http:
-                ready = (await http.get("/readyz")).json()
-                scraped = (await http.get("/metrics")).text
+            assert all(await asyncio.gather(*(ask(n) for n in range(6))))
+            assert min(fleet.counts()) >= 1  # both served before one stops
+            await asyncio.to_thread(fleet.stop, 0)
+            served = fleet.counts()
+            for n in range(10):  # one at a time: the pooled connection to it, then none
+                assert await ask(n)
+            assert fleet.counts()[1] == served[1] + 10
+        async with httpx.AsyncClient(base_url=url) as http:
+            ready = (await http.get("/readyz")).json()
+            scraped = (await http.get("/metrics")).text
     dead, alive = fleet.urls
     assert ready["backends"]["pair"] == "ok"
     assert ready["replicas"] == {"pair": {dead: "down", alive: "up"}}
