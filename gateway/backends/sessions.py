@@ -46,6 +46,8 @@ class Distribution:
     logprobs: list[float]
     entropy: float
     hidden: list[float] | None = None
+    # tokens of the answer written before this one; the collab policy sets it for its trigger
+    position: int | None = None
 
 
 @dataclass(slots=True)

@@ -150,7 +150,7 @@ class Choice:
         while self.written < self.plan.max_tokens and self.finish == "length":
             await small.sync()
             dist = await self._forward()
-            if not small.text.holding and self.plan.trigger.fire(dist):
+            if not small.text.holding and self._consult(dist):
                 pieces = await self._intervene(dist)
             else:
                 pieces = [await self._small_token(dist)]
@@ -166,6 +166,11 @@ class Choice:
             for event in self._emit("small", self.stopper.flush(), cut=False):
                 yield event
         yield Finish(self.index, "stop" if self.stopper.stopped else self.finish)
+
+    def _consult(self, dist: Distribution, ahead: int = 0) -> bool:
+        """Ask the trigger about the token `ahead` tokens past what is written (a learned
+        router reads the position in the answer)."""
+        return self.plan.trigger.fire(replace(dist, position=self.written + ahead))
 
     def _emit(self, source: Source, text: str, cut: bool = True) -> list[Event]:
         if self.stopper.stopped or not text:
@@ -369,7 +374,7 @@ class Choice:
         extras = 0
         room = self.plan.max_tokens - self.written - len(span.ids)
         for draft in drafts[agreed:]:
-            if extras >= room or self.plan.trigger.fire(draft.before):
+            if extras >= room or self._consult(draft.before, len(span.ids) + extras):
                 break
             extras += 1
             if draft.choice.id in self.plan.small_eos:

@@ -13,11 +13,13 @@ trained for.
 ```
 The input vector is the named features, concatenated in that order: `entropy` (nats),
 `top_logprobs` (padded with -30 to `top_k`), `hidden` (the last layer's state at the position,
-`hidden_size` values); then `(x - mean) / std`. Layers are `out x in` matrices with ReLU between
-them; the last has one output, whose sigmoid is the router's estimate that the small model's token
-should be replaced. `pair` holds the two models' tokenizer fingerprints: a router learned on one
-pair says nothing about another. `calibration` maps thresholds to the share of positions sent to
-the large model on held-out rows, so a request can ask for an upload share instead.
+`hidden_size` values), `position` (where in the answer the token falls: one-hot over the first,
+second, third and any later token); then `(x - mean) / std`. Layers are `out x in` matrices with
+ReLU between them; the last has one output, whose sigmoid is the router's estimate that the small
+model's token should be replaced. `pair` holds the two models' tokenizer fingerprints: a router
+learned on one pair says nothing about another. `calibration` maps thresholds to the share of
+positions sent to the large model on held-out rows, so a request can ask for an upload share
+instead.
 
 A file without `format` is version 1 (the first, hand-written routers): no normalisation, no
 pair, no calibration.
@@ -38,7 +40,8 @@ from gateway.policies.triggers import TriggerError
 
 FORMAT = "tandem-router"
 VERSION = 2
-FEATURES = ("entropy", "top_logprobs", "hidden")
+FEATURES = ("entropy", "top_logprobs", "hidden", "position")
+POSITIONS = 4  # `position` is one-hot: the answer's first, second, third token, or a later one
 FLOOR = -30.0  # log-prob standing for "not in the top-k"
 Matrix = npt.NDArray[np.float64]
 
@@ -108,6 +111,8 @@ class Router:
                 width += 1
             elif name == "top_logprobs":
                 width += self.top_k
+            elif name == "position":
+                width += POSITIONS
             elif self.hidden_size is None:
                 return None
             else:
@@ -149,6 +154,8 @@ class Router:
             elif name == "top_logprobs":
                 top = list(distribution.logprobs[: self.top_k])
                 parts.append(top + [FLOOR] * (self.top_k - len(top)))
+            elif name == "position":
+                parts.append(_one_hot(distribution.position))
             else:
                 if distribution.hidden is None:
                     raise RouterError("this router needs the small model's hidden state")
@@ -199,6 +206,14 @@ class Router:
         scratch = path.with_name(path.name + ".partial")
         scratch.write_text(json.dumps(self.to_json(), separators=(",", ":")))
         scratch.replace(path)
+
+
+def _one_hot(position: int | None) -> list[float]:
+    if position is None:
+        raise RouterError("this router needs the token's position in the answer")
+    hot = [0.0] * POSITIONS
+    hot[min(max(position, 0), POSITIONS - 1)] = 1.0
+    return hot
 
 
 def _optional_int(value: Any) -> int | None:

@@ -15,7 +15,8 @@ LABELS = ("diverge", "critical")
 def distribution(row: dict[str, Any]) -> Distribution:
     logprobs = [float(x) for x in row["top_logprobs"]]
     hidden = row.get("hidden")
-    return Distribution([0] * len(logprobs), logprobs, float(row["entropy"]), hidden)
+    position = int(row["position"])
+    return Distribution([0] * len(logprobs), logprobs, float(row["entropy"]), hidden, position)
 
 
 def matrix(router: Router, rows: list[dict[str, Any]]) -> Matrix:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.policies.router_spec import FORMAT, VERSION, Matrix, Router
+from gateway.policies.router_spec import FORMAT, POSITIONS, VERSION, Matrix, Router
 from gateway.training.calibrate import calibrate
 from gateway.training.dataset import Header
 from gateway.training.features import labels, matrix, scores
@@ -55,6 +55,7 @@ def blank_router(header: Header, recipe: Recipe, rows: list[dict[str, Any]]) -> 
     if "hidden" in recipe.inputs and hidden is None:
         raise ValueError("the rows hold no hidden state: train without the 'hidden' input")
     sizes = {"entropy": 1, "top_logprobs": header.top_k, "hidden": hidden or 0}
+    sizes["position"] = POSITIONS
     width = sum(sizes.get(name, 0) for name in recipe.inputs)
     return Router(
         {

@@ -12,6 +12,8 @@ from gateway.backends.sessions import Stop
 from gateway.core.errors import UnsupportedField
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.core.tokens import chat_prompt, encode_prompt
+from gateway.policies.collab import CollabPolicy
+from gateway.policies.router_spec import Router
 from tests.policies.conftest import QUESTION, Outcome, collab, run_collab
 from tests.policies.fakes import scripted
 
@@ -65,6 +67,26 @@ async def test_a_trigger_that_fires_sometimes_mixes_both_models(
     assert len(out.report.large_call_seconds) == out.report.interventions
     assert {d.source for d in out.deltas} == {"small", "large"}
     assert out.text() not in (await alone(small, 24), await alone(large, 24))
+
+
+async def test_a_learned_router_sees_each_tokens_position(
+    tiny_pair: list[LocalBackend],
+) -> None:
+    """A router over the position alone, firing on the answer's first two tokens: the large
+    model writes those two, in order, and the small model the rest; drafting (which consults
+    the trigger about tokens past a large span) gives the same split."""
+    small, large, _ = tiny_pair
+    weights = [[9.0, 9.0, 0.0, 0.0]]  # one-hot position: first, second, third, later
+    spec = {"inputs": ["position"], "layers": [{"weight": weights, "bias": [-4.5]}]}
+    policy = CollabPolicy("collab", {"small": small, "large": large}, {"first": Router(spec)})
+    for draft in (0, 4):
+        params = {"trigger": "learned", "router": "first", "draft": draft}
+        out = await run_collab(small, large, params, policy=policy)
+        assert out.report.tokens == {"small": 14, "large": 2}
+        sources = [d.source for d in out.deltas]
+        handed_back = sources.index("small")
+        assert sources[0] == "large"
+        assert "large" not in sources[handed_back:]
 
 
 async def test_drafting_changes_the_time_not_the_text(tiny_pair: list[LocalBackend]) -> None:

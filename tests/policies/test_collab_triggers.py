@@ -88,6 +88,27 @@ def test_learned_mlp_over_logprobs_and_hidden_state(tmp_path: Path) -> None:
         trigger.fire(dist(0.9))
 
 
+def test_learned_router_reads_the_position_in_the_answer(tmp_path: Path) -> None:
+    # inputs: entropy, then the one-hot position (first, second, third, later); fires on the
+    # first two tokens whatever the entropy, and later only above entropy 3
+    layers = [{"weight": [[1.0, 9.0, 9.0, 0.0, 0.0]], "bias": [-3.5]}]
+    path = router_file(tmp_path, inputs=["entropy", "position"], layers=layers)
+    router = load_router(path)
+    assert router.input_width == 5
+    trigger = triggers.get("learned").build(None, router)
+
+    def at(position: int | None, entropy: float) -> Distribution:
+        return Distribution([0], [0.0], entropy, None, position)
+
+    assert trigger.fire(at(0, 0.0))
+    assert trigger.fire(at(1, 0.0))
+    assert not trigger.fire(at(2, 0.0))
+    assert not trigger.fire(at(40, 3.0))
+    assert trigger.fire(at(40, 4.0))
+    with pytest.raises(TriggerError, match="position in the answer"):
+        trigger.fire(at(None, 0.0))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
