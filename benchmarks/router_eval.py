@@ -3,7 +3,8 @@ ones, on BIG-bench tasks the router never saw, in few-shot completion and chat f
 
     .venv/bin/python -m benchmarks.router_eval --tasks TASK [TASK ...] [--questions 60]
         [--forms completion chat] [--router gateway/routers/default-pair.json]
-        [--anchors-only] [--out benchmarks/results] [--name router_eval]
+        [--configs [free] [learned]] [--merge OTHER.json ...] [--out benchmarks/results]
+        [--name router_eval]
 
 Every question is asked through the policy (`CollabPolicy`, greedy, at most 8 tokens, stopping at
 a newline) in each configuration in turn: the small model alone (`never`), the large model alone
@@ -15,7 +16,9 @@ answer's tokens the large model wrote.
 
 It prints a table per form (accuracy with its 95% Wilson interval, upload, and the share of the
 small-to-large gap closed with a 95% bootstrap interval over questions) and writes JSON + PNG.
-`--anchors-only` runs the two anchors alone: a survey of where the large model is ahead.
+`--configs` with no group runs the two anchors alone: a survey of where the large model is
+ahead. `--merge` adds the configurations of runs over the same questions (say, the router's,
+run once it is trained) to this one's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.collab_eval import start
+from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
 from gateway.core.events import Delta, Report
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.policies.collab import CollabPolicy
@@ -51,14 +54,14 @@ UPLOADS = (0.1, 0.2, 0.3)
 ROUTER = "router"
 
 
-def configs(router: bool, anchors_only: bool) -> list[tuple[str, dict[str, Any]]]:
-    if anchors_only:
-        return ANCHORS
+def configs(groups: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The anchors always come first (the gap is measured against them)."""
     learned = [
         (f"learned @ {u:.0%}", {"trigger": "learned", "router": ROUTER, "upload_target": u})
         for u in UPLOADS
     ]
-    return [*ANCHORS, *TRAINING_FREE, *(learned if router else [])]
+    chosen = {"free": TRAINING_FREE, "learned": learned}
+    return [*ANCHORS, *(c for group in groups for c in chosen.get(group, []))]
 
 
 @dataclass
@@ -138,13 +141,15 @@ async def ask(policy: CollabPolicy, params: Any, prompt: Prompt) -> tuple[str, R
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    small = start("llamacpp", "smollm2", "smollm2-135m")
-    large = start("llamacpp", "gemma3", "gemma3-270m")
+    # one thread each (two runs share a 2-core machine); the prefix cache on, as served: every
+    # configuration asks the same prompt, and its prefill is paid once
+    small = LlamaCppBackend("smollm2", LlamaCppConfig(model="smollm2-135m", threads=1))
+    large = LlamaCppBackend("gemma3", LlamaCppConfig(model="gemma3-270m", threads=1))
     await small.start()
     await large.start()
     routers = {ROUTER: load_router(args.router)} if args.router else {}
     policy = CollabPolicy("collab", {"small": small, "large": large}, routers)
-    sweep = configs(bool(routers), args.anchors_only)
+    sweep = configs(args.configs)
     parsed = [policy.parse_params({**p, "draft": 0}) for _, p in sweep]
     points: dict[str, list[Point]] = {}
     began = time.perf_counter()
@@ -159,11 +164,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for params, point in zip(parsed, points[form], strict=True):
                         text, report = await ask(policy, params, prompt)
                         point.add(task, correct(text, prompt.targets), report)
-                print(f"{form} {task}: {len(asked)} asked, {time.perf_counter() - began:.0f} s")
+                print(f"{form} {task}: {len(asked)} asked, {progress(points[form], task)}, "
+                      f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
     finally:
         await small.aclose()
         await large.aclose()
     return summarise(args, points, time.perf_counter() - began)
+
+
+def progress(points: list[Point], task: str) -> str:
+    """Each configuration's right answers on the task just asked."""
+    return ", ".join(
+        f"{p.label} {sum(o for o, t in zip(p.outcomes, p.tasks, strict=True) if t == task)}"
+        for p in points
+    )
 
 
 def summarise(
@@ -205,6 +219,29 @@ def summarise(
         "run_seconds": round(secs, 1),
         "forms": forms,
     }
+
+
+def merge(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Another run's configurations beside these, over the same tasks and questions. Each row's
+    gap is measured against its own run's anchors; llama.cpp's shared KV cache puts a pooled
+    prompt elsewhere from run to run, and its 8-bit activations can then flip a near tie, so the
+    anchors' answers that differ between the runs are counted."""
+    same = ("tasks", "questions_per_task")
+    if any(result[k] != other[k] for k in same):
+        raise SystemExit("runs of other tasks or question counts cannot be merged")
+    differ = result.setdefault("anchor_answers_differing", {})
+    for form, rows in other["forms"].items():
+        mine = result["forms"].get(form)
+        if mine is None:
+            continue
+        for a, b in zip(mine[: len(ANCHORS)], rows[: len(ANCHORS)], strict=True):
+            flips = sum(x != y for x, y in zip(a["outcomes"], b["outcomes"], strict=True))
+            differ[f"{form}: {a['label']}"] = flips
+        known = {r["label"] for r in mine}
+        mine += [r for r in rows[len(ANCHORS) :] if r["label"] not in known]
+    result["router"] = result.get("router") or other.get("router")
+    result["run_seconds"] = result["run_seconds"] + other["run_seconds"]
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -285,7 +322,14 @@ def main() -> None:
         "--forms", nargs="+", choices=["completion", "chat"], default=["completion", "chat"]
     )
     parser.add_argument("--router", type=Path, help="a router file for the `learned` rows")
-    parser.add_argument("--anchors-only", action="store_true", help="the two anchors alone")
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        choices=["free", "learned"],
+        default=["free", "learned"],
+        help="besides the anchors: the training-free triggers, the router (needs --router)",
+    )
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="add these runs' rows")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="router_eval")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON")
@@ -295,9 +339,13 @@ def main() -> None:
         result = json.loads((args.out / f"{args.name}.json").read_text())
     else:
         result = asyncio.run(run(args))
+    for path in args.merge:
+        result = merge(result, json.loads(path.read_text()))
+    if not args.replot or args.merge:
         (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(survey(result) if args.anchors_only else table(result))
-    if not args.anchors_only:
+    anchors_only = all(len(rows) == len(ANCHORS) for rows in result["forms"].values())
+    print(survey(result) if anchors_only else table(result))
+    if not anchors_only:
         plot(result, args.out / f"{args.name}.png")
     print(f"run: {result['run_seconds']} s")
 

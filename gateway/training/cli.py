@@ -90,16 +90,20 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def read_all(paths: list[Path]) -> tuple[Header, list[dict[str, Any]]]:
-    """Several rows files of one pair and setup, as one."""
+    """Several rows files of one pair and setup, as one (its source names each file's)."""
+    from dataclasses import replace
+
     from gateway.training.dataset import DatasetError, read
 
     header, records = read(paths[0])
+    sources = [header.source]
     for path in paths[1:]:
         other, more = read(path)
         if not other.same_setup(header):
             raise DatasetError(f"{path} was collected for another pair or setup than {paths[0]}")
         records += more
-    return header, records
+        sources += [other.source] if other.source not in sources else []
+    return replace(header, source=", ".join(sources)), records
 
 
 def run_train(args: argparse.Namespace) -> int:

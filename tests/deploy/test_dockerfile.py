@@ -391,3 +391,15 @@ def test_healthcheck_command_probes_healthz_on_tandem_port(
     assert run() == 0
     handler.status = 503
     assert run() != 0
+
+
+def test_the_cpu_image_copies_the_routers_its_catalog_names(stages: dict[str, Stage]) -> None:
+    """A catalog names a router by a path from its own folder: each must land beside it."""
+    catalog = load_yaml(ROOT / "gateway/default_catalog.yaml")
+    config = env_of(stages, "gateway")["TANDEM_CONFIG"]
+    copies = {c.split()[-1]: c.split()[-2] for c in stages["cpu"].all("COPY")}
+    assert catalog["routers"]
+    for path in catalog["routers"].values():
+        folder = Path(path).parent
+        landed = str(Path(config).parent / folder)
+        assert copies.get(landed) == f"gateway/{folder}", f"{path} is not copied to {landed}"

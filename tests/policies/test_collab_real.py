@@ -3,10 +3,16 @@ the seam and is re-tokenised on each side. Short answers: Gemma costs ~80 ms a t
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.api.learned_routers import catalog_routers
 from gateway.backends.local import LocalBackend
 from gateway.backends.sessions import Stop
+from gateway.core.config import Settings, load_catalog
 from gateway.core.protocol import ChatCompletionRequest
 from gateway.core.tokens import chat_prompt, encode_prompt
+from gateway.policies import ParamError
+from gateway.policies.collab import CollabPolicy
 from gateway.policies.collab_loop import SPAN_ENDS
 from tests.policies.conftest import QUESTION, run_collab
 from tests.policies.fakes import scripted
@@ -81,3 +87,28 @@ async def test_spans_can_end_at_punctuation(real_pair: list[LocalBackend]) -> No
     # a span ends at punctuation or a newline; the answer has one before its last token
     assert any(c in whole.text()[:-1] for c in SPAN_ENDS)
     assert cut.report.interventions > 1
+
+
+async def test_the_shipped_router_fits_the_real_pair(real_pair: list[LocalBackend]) -> None:
+    """The default catalog's router passes the start-up check on the real pair (tokenizer
+    fingerprints, features the small model gives) and routes: asked for 30% of the tokens, the
+    large model writes some and not all of them."""
+    smollm2, gemma3 = real_pair
+    routers = catalog_routers(load_catalog(Settings()).routers, str(Settings().catalog_path()))
+    policy = CollabPolicy("collab", {"small": smollm2, "large": gemma3}, routers)
+    params = {"trigger": "learned", "router": "default-pair", "upload_target": 0.3}
+    await policy.check_started(policy.parse_params(params))
+    out = await run_collab(smollm2, gemma3, params, policy=policy, max_tokens=12)
+    assert out.extra["trigger"] == "learned"
+    assert 0 < out.report.tokens["large"] < sum(out.report.tokens.values())
+
+
+async def test_a_router_for_another_pair_is_refused_at_start_up(
+    real_pair: list[LocalBackend],
+) -> None:
+    smollm2, gemma3 = real_pair
+    routers = catalog_routers(load_catalog(Settings()).routers, str(Settings().catalog_path()))
+    swapped = CollabPolicy("collab", {"small": gemma3, "large": smollm2}, routers)
+    params = swapped.parse_params({"trigger": "learned", "router": "default-pair"})
+    with pytest.raises(ParamError, match="trained for another pair"):
+        await swapped.check_started(params)

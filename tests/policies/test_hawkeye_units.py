@@ -162,7 +162,9 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "hawkeye-vllm.yaml"
 
 
 def test_catalogs_that_name_hawkeye_build() -> None:
-    default = build_router(load_catalog(Settings()), "default").routes["tandem-hawkeye"]
+    default = build_router(load_catalog(Settings()), str(Settings().catalog_path())).routes[
+        "tandem-hawkeye"
+    ]
     assert default.spec.backends == {"planner": "gemma3", "expander": "smollm2"}
     router = build_router(load_catalog(Settings(config=EXAMPLE)), str(EXAMPLE))
     route = router.routes["tandem-hawkeye"]

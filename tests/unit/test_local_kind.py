@@ -123,11 +123,11 @@ def test_make_install_brings_mlx_on_apple_silicon_only() -> None:
 def test_the_default_catalog_runs_its_models_where_local_points(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    router = build_router(load_catalog(Settings()), "default")
+    router = build_router(load_catalog(Settings()), str(Settings().catalog_path()))
     kinds = {name: router.backends[name].kind for name in ("smollm2", "gemma3")}
     assert kinds == {"smollm2": local_kind(), "gemma3": local_kind()}
     # transformers stays one environment variable away
     monkeypatch.setenv("TANDEM_BACKENDS__SMOLLM2__KIND", "transformers")
-    router = build_router(load_catalog(Settings()), "default")
+    router = build_router(load_catalog(Settings()), str(Settings().catalog_path()))
     assert router.backends["smollm2"].kind == "transformers"
     assert router.backends["gemma3"].kind == local_kind()
