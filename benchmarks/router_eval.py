@@ -2,7 +2,7 @@
 ones, on BIG-bench tasks the router never saw, in few-shot completion and chat form.
 
     .venv/bin/python -m benchmarks.router_eval --tasks TASK [TASK ...] [--questions 60]
-        [--forms completion chat] [--router gateway/routers/default-pair.json]
+        [--forms completion chat] [--router NAME=ROUTER.json ...]
         [--configs [free] [learned]] [--merge OTHER.json ...] [--out benchmarks/results]
         [--name router_eval]
 
@@ -51,13 +51,14 @@ TRAINING_FREE: list[tuple[str, dict[str, Any]]] = [
     *[(f"margin < {t}", {"trigger": "margin", "threshold": t}) for t in (0.2, 0.5)],
 ]
 UPLOADS = (0.1, 0.2, 0.3)
-ROUTER = "router"
+TRIGGERS = ("entropy", "top1", "margin")
 
 
-def configs(groups: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def configs(groups: list[str], routers: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """The anchors always come first (the gap is measured against them)."""
     learned = [
-        (f"learned @ {u:.0%}", {"trigger": "learned", "router": ROUTER, "upload_target": u})
+        (f"{name} @ {u:.0%}", {"trigger": "learned", "router": name, "upload_target": u})
+        for name in routers
         for u in UPLOADS
     ]
     chosen = {"free": TRAINING_FREE, "learned": learned}
@@ -147,9 +148,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     large = LlamaCppBackend("gemma3", LlamaCppConfig(model="gemma3-270m", threads=1))
     await small.start()
     await large.start()
-    routers = {ROUTER: load_router(args.router)} if args.router else {}
+    routers = {name: load_router(path) for name, path in named(args.router)}
     policy = CollabPolicy("collab", {"small": small, "large": large}, routers)
-    sweep = configs(args.configs)
+    sweep = configs(args.configs, list(routers))
     parsed = [policy.parse_params({**p, "draft": 0}) for _, p in sweep]
     points: dict[str, list[Point]] = {}
     began = time.perf_counter()
@@ -170,6 +171,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await small.aclose()
         await large.aclose()
     return summarise(args, points, time.perf_counter() - began)
+
+
+def named(specs: list[str]) -> list[tuple[str, Path]]:
+    """`NAME=PATH` pairs; a bare path is named after its file."""
+    pairs = []
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        pairs.append((name or Path(path).stem, Path(path)))
+    return pairs
 
 
 def progress(points: list[Point], task: str) -> str:
@@ -214,7 +224,7 @@ def summarise(
     return {
         "tasks": args.tasks,
         "questions_per_task": args.questions,
-        "router": str(args.router) if args.router else None,
+        "routers": {name: str(path) for name, path in named(args.router)},
         "source": "BIG-bench (bigbench 1.0.0 on PyPI), three solved examples per question",
         "run_seconds": round(secs, 1),
         "forms": forms,
@@ -239,7 +249,7 @@ def merge(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
             differ[f"{form}: {a['label']}"] = flips
         known = {r["label"] for r in mine}
         mine += [r for r in rows[len(ANCHORS) :] if r["label"] not in known]
-    result["router"] = result.get("router") or other.get("router")
+    result["routers"] = {**result.get("routers", {}), **other.get("routers", {})}
     result["run_seconds"] = result["run_seconds"] + other["run_seconds"]
     return result
 
@@ -285,9 +295,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     forms = list(result["forms"])
     fig, axes = plt.subplots(1, len(forms), figsize=(6 * len(forms), 4.5), squeeze=False)
-    families = {"entropy": "o", "top1": "^", "margin": "v", "learned": "*"}
     for ax, form in zip(axes[0], forms, strict=True):
         rows = result["forms"][form]
+        families = {"entropy": "o", "top1": "^", "margin": "v"}
+        families.update({name: "*" for name in result.get("routers", {})})
         for family, marker in families.items():
             mine = sorted(
                 (r for r in rows if r["label"].startswith(family)), key=lambda r: r["upload"]
@@ -299,7 +310,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             errs = [[100 * (r["accuracy"] - r["ci95"][0]) for r in mine],
                     [100 * (r["ci95"][1] - r["accuracy"]) for r in mine]]  # fmt: skip
             ax.errorbar(xs, ys, yerr=errs, marker=marker, capsize=3, label=family,
-                        markersize=10 if family == "learned" else 6)  # fmt: skip
+                        markersize=6 if family in TRIGGERS else 10)  # fmt: skip
         for r, style in zip(rows[:2], ("k--", "k:"), strict=True):
             ax.axhline(100 * r["accuracy"], color="k", ls=style[1:], lw=1, label=r["label"])
         ax.axvline(30, color="grey", lw=0.8, alpha=0.5)
@@ -321,7 +332,9 @@ def main() -> None:
     parser.add_argument(
         "--forms", nargs="+", choices=["completion", "chat"], default=["completion", "chat"]
     )
-    parser.add_argument("--router", type=Path, help="a router file for the `learned` rows")
+    parser.add_argument(
+        "--router", nargs="*", default=[], help="NAME=PATH: a router file for `learned` rows"
+    )
     parser.add_argument(
         "--configs",
         nargs="*",

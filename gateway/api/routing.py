@@ -87,7 +87,7 @@ class Router:
         policy = route.policy_named(name)
         base = route.spec.params if name == route.policy.name else {}
         try:
-            params = policy.parse_params({**base, **overrides})
+            params = policy.parse_params({**policy.request_base(base, overrides), **overrides})
         except ParamError as exc:
             raise InvalidRequest(exc.message, param=f"tandem.{exc.key}") from None
         return route, policy, params

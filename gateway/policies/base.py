@@ -53,6 +53,10 @@ class Policy(ABC):
         self.backends = dict(backends)
         self.routers = dict(routers or {})
 
+    def request_base(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The alias's parameters that a request's overrides are laid over."""
+        return dict(base)
+
     def parse_params(self, raw: Mapping[str, Any]) -> PolicyParams:
         """Validate parameters against `Params`, then against the backends this alias has."""
         try:

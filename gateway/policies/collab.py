@@ -60,6 +60,7 @@ PROBE_SECONDS = 10.0  # a start-up check of a remote vocabulary waits no longer
 log = logging.getLogger(__name__)
 #: triggers kept per alias: a threshold is any float, so the cache must forget
 TRIGGER_CACHE_SIZE = 64
+TRIGGER_SETTINGS = ("threshold", "router", "upload_target")  # what belongs to one trigger
 TriggerKey = tuple[str, float | None, str | None, float | None]
 
 
@@ -104,6 +105,15 @@ class CollabPolicy(Policy):
         self._started = False  # the models are loaded: triggers are checked against them
         self._large_tokenizer: HFTokenizer | None = None  # an HTTP large model's own, if named
         self._http: HTTPSessions | None = None
+
+    def request_base(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """A request that picks another trigger starts from that trigger's defaults: the alias's
+        threshold, router and upload target are its own trigger's (an entropy threshold means
+        nothing to `top1`, a router nothing to `entropy`)."""
+        own = base.get("trigger", CollabParams.model_fields["trigger"].default)
+        if "trigger" not in overrides or overrides["trigger"] == own:
+            return dict(base)
+        return {k: v for k, v in base.items() if k not in TRIGGER_SETTINGS}
 
     def check_params(self, params: PolicyParams) -> None:
         p = cast(CollabParams, params)

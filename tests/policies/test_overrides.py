@@ -189,3 +189,28 @@ def test_the_trigger_cache_forgets_the_least_recently_used() -> None:
         policy.trigger(resolve(r, threshold=0.5)[1])  # kept: used again and again
     assert len(policy._triggers) == TRIGGER_CACHE_SIZE
     assert policy.trigger(resolve(r, threshold=0.5)[1]) is first
+
+
+def test_a_request_that_picks_another_trigger_starts_from_its_defaults(tmp_path: Path) -> None:
+    """The alias's threshold, router and upload target belong to its own trigger: a request
+    that switches to `top1` does not get the alias's entropy threshold (which would make `top1`
+    fire on every token), nor a router that `entropy` refuses."""
+    r = route({"trigger": "entropy", "threshold": 1.5}, {"trigger": {}, "threshold": {}})
+    _, params = resolve(r, trigger="top1")
+    assert (params.trigger, params.threshold) == ("top1", None)
+    _, params = resolve(r, trigger="entropy")
+    assert params.threshold == 1.5  # the same trigger keeps the alias's settings
+    _, params = resolve(r, trigger="top1", threshold=0.3)
+    assert params.threshold == 0.3
+    named = router_file(tmp_path / "named.json")
+    spec = json.loads(named.read_text())
+    spec["calibration"] = [{"threshold": 0.9, "upload": 0.1}, {"threshold": 0.1, "upload": 0.9}]
+    named.write_text(json.dumps(spec))
+    learned = route(
+        {"trigger": "learned", "router": "mine", "upload_target": 0.2},
+        {"trigger": {}},
+        routers={"mine": named},
+    )
+    policy, params = resolve(learned, trigger="entropy")
+    assert (params.router, params.upload_target) == (None, None)
+    assert policy.trigger(params).name == "entropy"
