@@ -54,12 +54,14 @@ UPLOADS = (0.1, 0.2, 0.3)
 TRIGGERS = ("entropy", "top1", "margin")
 
 
-def configs(groups: list[str], routers: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def configs(
+    groups: list[str], routers: list[str], uploads: tuple[float, ...] = UPLOADS
+) -> list[tuple[str, dict[str, Any]]]:
     """The anchors always come first (the gap is measured against them)."""
     learned = [
         (f"{name} @ {u:.0%}", {"trigger": "learned", "router": name, "upload_target": u})
         for name in routers
-        for u in UPLOADS
+        for u in uploads
     ]
     chosen = {"free": TRAINING_FREE, "learned": learned}
     return [*ANCHORS, *(c for group in groups for c in chosen.get(group, []))]
@@ -150,7 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await large.start()
     routers = {name: load_router(path) for name, path in named(args.router)}
     policy = CollabPolicy("collab", {"small": small, "large": large}, routers)
-    sweep = configs(args.configs, list(routers))
+    sweep = configs(args.configs, list(routers), tuple(args.uploads))
     parsed = [policy.parse_params({**p, "draft": 0}) for _, p in sweep]
     points: dict[str, list[Point]] = {}
     began = time.perf_counter()
@@ -242,7 +244,8 @@ def merge(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     differ = result.setdefault("anchor_answers_differing", {})
     for form, rows in other["forms"].items():
         mine = result["forms"].get(form)
-        if mine is None:
+        if mine is None:  # a form this run did not ask
+            result["forms"][form] = rows
             continue
         for a, b in zip(mine[: len(ANCHORS)], rows[: len(ANCHORS)], strict=True):
             flips = sum(x != y for x, y in zip(a["outcomes"], b["outcomes"], strict=True))
@@ -341,6 +344,9 @@ def main() -> None:
         choices=["free", "learned"],
         default=["free", "learned"],
         help="besides the anchors: the training-free triggers, the router (needs --router)",
+    )
+    parser.add_argument(
+        "--uploads", type=float, nargs="+", default=list(UPLOADS), help="the routers' targets"
     )
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="add these runs' rows")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

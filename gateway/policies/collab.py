@@ -109,11 +109,15 @@ class CollabPolicy(Policy):
     def request_base(self, base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
         """A request that picks another trigger starts from that trigger's defaults: the alias's
         threshold, router and upload target are its own trigger's (an entropy threshold means
-        nothing to `top1`, a router nothing to `entropy`)."""
+        nothing to `top1`, a router nothing to `entropy`). A request's threshold replaces the
+        alias's upload target, and the other way round."""
         own = base.get("trigger", CollabParams.model_fields["trigger"].default)
-        if "trigger" not in overrides or overrides["trigger"] == own:
-            return dict(base)
-        return {k: v for k, v in base.items() if k not in TRIGGER_SETTINGS}
+        if "trigger" in overrides and overrides["trigger"] != own:
+            return {k: v for k, v in base.items() if k not in TRIGGER_SETTINGS}
+        # a threshold and an upload target are two ways to say one thing: the request's wins
+        alternative = {"threshold": "upload_target", "upload_target": "threshold"}
+        dropped = {alternative[k] for k in overrides if k in alternative}
+        return {k: v for k, v in base.items() if k not in dropped}
 
     def check_params(self, params: PolicyParams) -> None:
         p = cast(CollabParams, params)

@@ -214,3 +214,27 @@ def test_a_request_that_picks_another_trigger_starts_from_its_defaults(tmp_path:
     policy, params = resolve(learned, trigger="entropy")
     assert (params.router, params.upload_target) == (None, None)
     assert policy.trigger(params).name == "entropy"
+
+
+def test_a_threshold_replaces_the_alias_upload_target_and_back(tmp_path: Path) -> None:
+    named = router_file(tmp_path / "named.json")
+    spec = json.loads(named.read_text())
+    spec["calibration"] = [{"threshold": 0.9, "upload": 0.1}, {"threshold": 0.1, "upload": 0.9}]
+    named.write_text(json.dumps(spec))
+    overridable = {"threshold": {}, "upload_target": {"min": 0, "max": 1}}
+    learned = route(
+        {"trigger": "learned", "router": "mine", "upload_target": 0.2},
+        overridable,
+        routers={"mine": named},
+    )
+    policy, params = resolve(learned, threshold=0.7)
+    assert (params.threshold, params.upload_target) == (0.7, None)
+    assert policy.trigger(params).threshold == 0.7
+    fixed = route(
+        {"trigger": "learned", "router": "mine", "threshold": 0.7},
+        overridable,
+        routers={"mine": named},
+    )
+    policy, params = resolve(fixed, upload_target=0.5)
+    assert (params.threshold, params.upload_target) == (None, 0.5)
+    assert policy.trigger(params).threshold == pytest.approx(0.5)
