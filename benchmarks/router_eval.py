@@ -249,7 +249,7 @@ def merge(result: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
             continue
         for a, b in zip(mine[: len(ANCHORS)], rows[: len(ANCHORS)], strict=True):
             flips = sum(x != y for x, y in zip(a["outcomes"], b["outcomes"], strict=True))
-            differ[f"{form}: {a['label']}"] = flips
+            differ.setdefault(f"{form}: {a['label']}", []).append(flips)  # one per merged run
         known = {r["label"] for r in mine}
         mine += [r for r in rows[len(ANCHORS) :] if r["label"] not in known]
     result["routers"] = {**result.get("routers", {}), **other.get("routers", {})}
@@ -312,7 +312,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ys = [100 * r["accuracy"] for r in mine]
             errs = [[100 * (r["accuracy"] - r["ci95"][0]) for r in mine],
                     [100 * (r["ci95"][1] - r["accuracy"]) for r in mine]]  # fmt: skip
-            ax.errorbar(xs, ys, yerr=errs, marker=marker, capsize=3, label=family,
+            label = family if family in TRIGGERS else f"learned: router '{family}'"
+            ax.errorbar(xs, ys, yerr=errs, marker=marker, capsize=3, label=label,
                         markersize=6 if family in TRIGGERS else 10)  # fmt: skip
         for r, style in zip(rows[:2], ("k--", "k:"), strict=True):
             ax.axhline(100 * r["accuracy"], color="k", ls=style[1:], lw=1, label=r["label"])
