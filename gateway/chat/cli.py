@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -147,19 +148,55 @@ def pick_alias(aliases: list[Alias], wanted: str | None) -> str:
     return wanted
 
 
-async def turn(client: ChatClient, chat: Conversation, ui: Renderer, user: str) -> None:
-    """One answer, printed as it streams; kept in the history only once it is complete."""
+async def turn(client: ChatClient, chat: Conversation, ui: Renderer, user: str) -> bool:
+    """One answer, printed as it streams; kept in the history only once it is complete. True
+    when Ctrl-C stopped it."""
     answer = Answer()
     ui.begin()
     complete = False
+    with ctrl_c() as stopped:
+        try:
+            async with aclosing(client.chat(chat.body(user), answer)) as pieces:
+                async for piece in pieces:
+                    if stopped.is_set():
+                        break
+                    ui.piece(piece)
+            complete = not stopped.is_set()
+        except asyncio.CancelledError:
+            if not stopped.is_set():
+                raise
+        finally:
+            ui.end(complete)
+    if complete:
+        chat.keep(user, answer)
+    return not complete
+
+
+@contextmanager
+def ctrl_c() -> Iterator[asyncio.Event]:
+    """Ctrl-C cancels the running answer and sets the event. The answer also checks the event
+    at each piece: a cancellation that lands while the HTTP client shields a section from
+    cancellation is absorbed there, and the answer would stream on (seen under load)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stopped = asyncio.Event()
+
+    def interrupt() -> None:
+        stopped.set()
+        if task is not None:
+            task.cancel()
+
     try:
-        async with aclosing(client.chat(chat.body(user), answer)) as pieces:
-            async for piece in pieces:
-                ui.piece(piece)
-        complete = True
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here: asyncio's own
+        yield stopped
+        return
+    try:
+        yield stopped
     finally:
-        ui.end(complete)
-    chat.keep(user, answer)
+        loop.remove_signal_handler(signal.SIGINT)
+        if stopped.is_set() and task is not None:
+            task.uncancel()
 
 
 def command(line: str, chat: Conversation, ui: Renderer) -> bool:
@@ -236,7 +273,8 @@ def chat_loop(runner: asyncio.Runner, client: ChatClient, chat: Conversation, ui
             continue
         user = line[1:] if line.startswith("//") else line
         try:
-            runner.run(turn(client, chat, ui, user))
+            if runner.run(turn(client, chat, ui, user)):
+                ui.stopped()
         except KeyboardInterrupt:
             ui.stopped()
         except ChatError as exc:
