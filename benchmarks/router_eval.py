@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.chat_forms import wilson
 from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
 from gateway.core.events import Delta, Report
 from gateway.core.protocol import ChatCompletionRequest, CompletionRequest
@@ -89,16 +89,6 @@ class Point:
     @property
     def upload(self) -> float:
         return self.large_tokens / self.tokens if self.tokens else 0.0
-
-
-def wilson(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if not n:
-        return (0.0, 1.0)
-    p = right / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def gap_closed(

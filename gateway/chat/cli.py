@@ -188,13 +188,14 @@ def ctrl_c() -> Iterator[asyncio.Event]:
 
     try:
         loop.add_signal_handler(signal.SIGINT, interrupt)
+        installed = True
     except (NotImplementedError, RuntimeError, ValueError):  # no signals here: asyncio's own
-        yield stopped
-        return
+        installed = False
     try:
         yield stopped
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
         if stopped.is_set() and task is not None:
             task.uncancel()
 

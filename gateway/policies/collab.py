@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 #: triggers kept per alias: a threshold is any float, so the cache must forget
 TRIGGER_CACHE_SIZE = 64
 TRIGGER_SETTINGS = ("threshold", "router", "upload_target")  # what belongs to one trigger
+# two ways to say one thing: a request's threshold replaces the alias's upload target and back
+ALTERNATIVES = {"threshold": "upload_target", "upload_target": "threshold"}
 TriggerKey = tuple[str, float | None, str | None, float | None]
 
 
@@ -114,9 +116,7 @@ class CollabPolicy(Policy):
         own = base.get("trigger", CollabParams.model_fields["trigger"].default)
         if "trigger" in overrides and overrides["trigger"] != own:
             return {k: v for k, v in base.items() if k not in TRIGGER_SETTINGS}
-        # a threshold and an upload target are two ways to say one thing: the request's wins
-        alternative = {"threshold": "upload_target", "upload_target": "threshold"}
-        dropped = {alternative[k] for k in overrides if k in alternative}
+        dropped = {ALTERNATIVES[k] for k in overrides if k in ALTERNATIVES}
         return {k: v for k, v in base.items() if k not in dropped}
 
     def check_params(self, params: PolicyParams) -> None:

@@ -28,6 +28,7 @@ pair, no calibration.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,7 @@ class Router:
     @property
     def input_width(self) -> int | None:
         """The feature vector's length, or None while the hidden size is not declared."""
-        width = 0
-        for name in self.inputs:
-            if name == "entropy":
-                width += 1
-            elif name == "top_logprobs":
-                width += self.top_k
-            elif name == "position":
-                width += POSITIONS
-            elif self.hidden_size is None:
-                return None
-            else:
-                width += self.hidden_size
-        return width
+        return feature_width(self.inputs, self.top_k, self.hidden_size)
 
     @property
     def needs_hidden(self) -> bool:
@@ -206,6 +195,14 @@ class Router:
         scratch = path.with_name(path.name + ".partial")
         scratch.write_text(json.dumps(self.to_json(), separators=(",", ":")))
         scratch.replace(path)
+
+
+def feature_width(inputs: Sequence[str], top_k: int, hidden_size: int | None) -> int | None:
+    """How many values the named inputs make, or None when one is a hidden state of unknown
+    size. An unknown name counts nothing: `Router` refuses it by name."""
+    sizes = {"entropy": 1, "top_logprobs": top_k, "position": POSITIONS, "hidden": hidden_size}
+    widths = [sizes.get(name, 0) for name in inputs]
+    return None if None in widths else sum(w for w in widths if w is not None)
 
 
 def _one_hot(position: int | None) -> list[float]:

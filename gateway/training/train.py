@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.policies.router_spec import FORMAT, POSITIONS, VERSION, Matrix, Router
+from gateway.policies.router_spec import FORMAT, VERSION, Matrix, Router, feature_width
 from gateway.training.calibrate import calibrate
 from gateway.training.dataset import Header
 from gateway.training.features import labels, matrix, scores
@@ -52,11 +52,9 @@ def split(records: list[dict[str, Any]], holdout: float, seed: int) -> tuple[lis
 
 def blank_router(header: Header, recipe: Recipe, rows: list[dict[str, Any]]) -> Router:
     hidden = next((len(r["hidden"]) for r in rows if r.get("hidden")), None)
-    if "hidden" in recipe.inputs and hidden is None:
+    width = feature_width(recipe.inputs, header.top_k, hidden)
+    if width is None:
         raise ValueError("the rows hold no hidden state: train without the 'hidden' input")
-    sizes = {"entropy": 1, "top_logprobs": header.top_k, "hidden": hidden or 0}
-    sizes["position"] = POSITIONS
-    width = sum(sizes.get(name, 0) for name in recipe.inputs)
     return Router(
         {
             "format": FORMAT,
