@@ -9,13 +9,18 @@ turns:
 - `collab step`: `next_distribution(8)` then a lazy `append` of its top-1 token, the small
   model's step in the collab loop (forward, log-probs, top-8 and entropy over the vocabulary);
 - `bare forward`: the runtime's own one-token forward pass on an equally long cache and a read
-  of its logits row into a host array, no session (for llama.cpp: `llama_decode`);
+  of its logits row into a host array, no session (for llama.cpp: `llama_decode` into the
+  session's own sequence, its cell removed again after the clock stops);
 and prints each session step's overhead over the bare forward pass. Each in-process backend and
 model runs in a process of its own, so the RSS column (the process's peak resident memory so
-far: runtime, weights, KV cache) is that backend's alone. With a KV cache, step time at
-1024 tokens should stay within 1.5x of step time at 32. Numbers, not a test: run it on a quiet
-machine. The `openai` rows are HTTP sessions against another Tandem on loopback serving the
-same transformers model (one request per step, relying on the prefix cache).
+far: runtime, weights, KV cache) is that backend's alone. Each prefix starts from an empty
+cache (`prefix_cache: 0`): llama.cpp keeps every sequence in one cache, and each forward pass
+attends over the cells up to the highest one in use, so a closed session left pooled would slow
+the next prefix's steps (a serving cost of pooled and concurrent sessions, not of one session's
+step). With a KV cache, step time at 1024 tokens should stay within 1.5x of step time at 32.
+Numbers, not a test: run it on a quiet machine. The `openai` rows are HTTP sessions against
+another Tandem on loopback serving the same transformers model (one request per step, relying
+on the prefix cache).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any
 
 from gateway.backends.local import LocalBackend
 
+Forward = Callable[[], "Callable[[], None] | None"]
+
 PREFIXES = (32, 256, 1024)
 COLLAB_TOP_K = 8  # the collab policy's default top_k
 LOCAL_KINDS = ("transformers", "llamacpp", "mlx")
@@ -44,22 +51,30 @@ PARAGRAPH = (
 
 
 def make_backend(kind: str, model: str, threads: int) -> LocalBackend:
+    """`threads` 0: the runtime's own default, as the default catalog runs it."""
+    threads_or_none = threads or None
     if kind == "transformers":
         from gateway.backends.transformers import TransformersBackend, TransformersConfig
 
-        return TransformersBackend(kind, TransformersConfig(model=model, threads=threads))
+        return TransformersBackend(
+            kind, TransformersConfig(model=model, threads=threads_or_none, prefix_cache=0)
+        )
     if kind == "llamacpp":
         from gateway.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
 
-        return LlamaCppBackend(kind, LlamaCppConfig(model=model, threads=threads))
+        return LlamaCppBackend(
+            kind, LlamaCppConfig(model=model, threads=threads_or_none, prefix_cache=0)
+        )
     from gateway.backends.mlx import MLXBackend, MLXConfig
 
-    return MLXBackend(kind, MLXConfig(model=model))
+    return MLXBackend(kind, MLXConfig(model=model, prefix_cache=0))
 
 
-def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
+def bare_forward(backend: LocalBackend, ids: list[int], session: Any) -> Forward:
     """One token's forward pass on a cache holding `ids` and a read of its logits row into a
-    host array, nothing else (run on the worker)."""
+    host array, nothing else (run on the worker). It returns what undoes it, if anything."""
+    if backend.kind == "llamacpp":
+        return bare_llama_decode(session._core, ids[-1])
     core: Any = backend.new_core(backend.runtime, False)
     core.extend(ids, None)
     token = ids[-1]
@@ -74,8 +89,6 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
                 out.logits[0, -1].float().numpy()
 
         return forward
-    if backend.kind == "llamacpp":
-        return bare_llama_decode(core, token)
     import mlx.core as mx
     import numpy as np
 
@@ -85,24 +98,26 @@ def bare_forward(backend: LocalBackend, ids: list[int]) -> Callable[[], None]:
     return forward_mlx
 
 
-def bare_llama_decode(core: Any, token: int) -> Callable[[], None]:
-    """llama.cpp's own decode call for one token of the core's sequence and a copy of its
-    logits row (llama.cpp reuses the buffer), and nothing else."""
+def bare_llama_decode(core: Any, token: int) -> Forward:
+    """llama.cpp's own decode call for one token and a copy of its logits row (llama.cpp reuses
+    the buffer), and nothing else. It reads into the session's own sequence at its next
+    position, and its cell is removed again once the clock has stopped: a sequence of its own
+    would double the cells that every forward pass of the shared cache attends over."""
     import llama_cpp as lc
     import numpy as np
 
     runtime = core.runtime
-    position = [len(core.forwarded)]
 
-    def forward() -> None:
+    def forward() -> Callable[[], None]:
+        position = len(core.forwarded)
         batch = runtime.batch
         batch.n_tokens = 1
-        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, position[0], 1
+        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, position, 1
         batch.seq_id[0][0], batch.logits[0] = core.seq, True
         assert lc.llama_decode(runtime.ctx, batch) == 0
         pointer = lc.llama_get_logits_ith(runtime.ctx, -1)
         np.ctypeslib.as_array(pointer, (runtime.vocab_size,)).copy()
-        position[0] += 1
+        return lambda: runtime.drop(core.seq, position)
 
     return forward
 
@@ -137,13 +152,16 @@ async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
     """Steps, collab steps and bare forward passes take turns, so that a neighbour's load hits
     all three alike."""
     local = isinstance(backend, LocalBackend)
-    forward = await backend.worker.run(lambda: bare_forward(backend, ids)) if local else None
+    forward: Forward | None = None
 
     def timed_forward() -> tuple[float, float]:
         assert forward is not None
         began = clocks()
-        forward()
-        return since(began)
+        undo = forward()
+        took = since(began)
+        if undo is not None:
+            undo()
+        return took
 
     step_times: list[tuple[float, float]] = []
     collab_times: list[tuple[float, float]] = []
@@ -171,6 +189,8 @@ async def measure(backend: Any, ids: list[int], steps: int) -> Timing:
         dist = await session.next_distribution(COLLAB_TOP_K)
         prefill = since(began)
         await session.append(dist.ids[:1])
+        if local:
+            forward = await backend.worker.run(lambda: bare_forward(backend, ids, session))
         turns = [step, collab_step, bare_step]
         for n in range(steps):
             # each session step reads the one token the other left pending, as the collab loop
@@ -252,7 +272,9 @@ async def bench_http(model: str, args: argparse.Namespace) -> None:
     from loadtests.fake_upstream import ServerThread
 
     catalog = {
-        "backends": {"m": {"kind": "transformers", "model": model, "threads": args.threads}},
+        "backends": {
+            "m": {"kind": "transformers", "model": model, "threads": args.threads or None}
+        },
         "models": {"m": {"policy": "direct", "backends": {"main": "m"}}},
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -279,7 +301,12 @@ async def bench_http(model: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1, help="torch / llama.cpp CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch / llama.cpp CPU threads; 0: their own defaults",
+    )
     parser.add_argument("--only", nargs="+", choices=[*LOCAL_KINDS, "openai"])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     parser.add_argument("--prefixes", nargs="+", type=int, default=list(PREFIXES))

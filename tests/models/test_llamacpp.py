@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
 from collections.abc import Iterator
 from itertools import islice
@@ -334,3 +335,19 @@ async def test_a_prompt_extending_a_pooled_sequence_reads_only_its_new_tokens() 
     finally:
         await backend.aclose()
     assert head + tail == expected
+
+
+def test_threads_default_to_the_physical_cores_not_llama_cpps_four() -> None:
+    """llama-cpp-python's own default (4 threads) on a 2-core machine made every step twice as
+    slow as one thread: an unset `threads` is the cores the process may use, hyper-threads once."""
+    from gateway.backends.llamacpp import context_params, physical_cores
+
+    siblings = {
+        Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
+        for cpu in os.sched_getaffinity(0)
+    }
+    assert physical_cores() == len(siblings)
+    llm = Llama(str(gguf_file("smollm2-135m")), n_ctx=64, vocab_only=True, verbose=False)
+    unset = context_params(LlamaCppConfig(model="smollm2-135m"), llm.model)
+    assert (unset.n_threads, unset.n_threads_batch) == (len(siblings), len(siblings))
+    assert context_params(LlamaCppConfig(model="smollm2-135m", threads=3), llm.model).n_threads == 3
