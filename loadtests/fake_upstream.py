@@ -62,6 +62,7 @@ class FakeConfig:
     fail_rate: float = 0.0
     retry_after: str | None = None
     bad_choices: Any = None
+    set_cookie: str | None = None  # a Set-Cookie header on the answer
 
 
 @dataclass
@@ -154,11 +155,16 @@ class FakeUpstream:
         if config.mode == "bad_choices" and not body.get("stream"):
             record.completed = True
             return JSONResponse({"id": "fake-1", "choices": config.bad_choices})
+        response: Response
         if body.get("stream"):
-            return StreamingResponse(
+            response = StreamingResponse(
                 self._stream(record, config, chat), media_type="text/event-stream"
             )
-        return JSONResponse(await self._whole(record, config, chat))
+        else:
+            response = JSONResponse(await self._whole(record, config, chat))
+        if config.set_cookie:
+            response.headers.append("set-cookie", config.set_cookie)
+        return response
 
     async def _hang(self, record: Record) -> AsyncIterator[bytes]:
         try:

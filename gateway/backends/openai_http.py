@@ -238,6 +238,9 @@ class OpenAIBackend(Backend):
                 keepalive_timeout=cfg.keepalive_seconds,
             ),
             auto_decompress=False,
+            # every tenant's calls share this session: a cookie an upstream sets on one
+            # request must not ride on the next (and the jar costs work on every call)
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:
