@@ -102,7 +102,8 @@ def read_all(paths: list[Path]) -> tuple[Header, list[dict[str, Any]]]:
         if not other.same_setup(header):
             raise DatasetError(f"{path} was collected for another pair or setup than {paths[0]}")
         records += more
-        sources += [other.source] if other.source not in sources else []
+        if other.source not in sources:
+            sources.append(other.source)
     return replace(header, source=", ".join(sources)), records
 
 
