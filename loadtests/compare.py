@@ -1,6 +1,7 @@
 """Side by side in one run: the same load against the fake upstream directly, through vLLM's
-Rust router (the anchor a relay is measured against), through Tandem's `direct` policy, and
-through LiteLLM's proxy, written to loadtests/results/.
+Rust router (the anchor a relay is measured against), through Tandem's `direct` policy, through
+LiteLLM's proxy, and (`--targets ... floor`, not by default) through `loadtests.floor_relay`,
+uvicorn and aiohttp with nothing of Tandem between them, written to loadtests/results/.
 
 The upstream and this process (the load generator) share one core, each gateway has the other
 to itself, as ../shared/PERFORMANCE.md measured its anchors. Targets take turns at each load
@@ -31,6 +32,7 @@ from loadtests.services import (
     UPSTREAM_MODEL,
     Service,
     running,
+    start_floor,
     start_litellm,
     start_router,
     start_tandem,
@@ -86,6 +88,9 @@ def start_all(args: argparse.Namespace, logs: Path) -> dict[str, Service]:
         if "tandem" in args.targets:
             command = [str(REPO / args.tandem)]
             services["tandem"] = start_tandem(logs, args.gateway_cpus, up, command)
+        if "floor" in args.targets:
+            python = REPO / Path(args.tandem).parent / "python"
+            services["floor"] = start_floor(logs, args.gateway_cpus, up, python)
         if "litellm" in args.targets:
             litellm = Path(sys.executable).parent / "litellm"
             services["litellm"] = start_litellm(logs, args.gateway_cpus, up, litellm)

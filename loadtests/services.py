@@ -138,6 +138,14 @@ def start_tandem(logs: Path, cpus: str | None, upstream: Service, tandem: list[s
     return start("tandem", [*argv, "--log-level", "warning"], port, logs, cpus)
 
 
+def start_floor(logs: Path, cpus: str | None, upstream: Service, python: Path) -> Service:
+    """`loadtests.floor_relay` in front of `upstream`, run by Tandem's own Python, so that it
+    has Tandem's uvicorn and aiohttp: what the HTTP stack costs without Tandem's work."""
+    port = free_port()
+    argv = [str(python), "-m", "loadtests.floor_relay", "--port", str(port)]
+    return start("floor", [*argv, "--upstream", upstream.base_url], port, logs, cpus)
+
+
 def start_litellm(logs: Path, cpus: str | None, upstream: Service, litellm: Path) -> Service:
     config = {
         "model_list": [

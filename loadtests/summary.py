@@ -116,6 +116,10 @@ GATEWAYS = {  # name: (title, what ran), in the order the reports list them
         lambda env: f"vLLM's Rust router {env['vllm_router']} (round robin over the one upstream)",
     ),
     "litellm": ("LiteLLM", lambda env: f"LiteLLM proxy {env['litellm']} (1 worker)"),
+    "floor": (
+        "the bare uvicorn and aiohttp relay",
+        lambda env: "loadtests/floor_relay.py: uvicorn and aiohttp with Tandem's versions, no work",
+    ),
 }
 
 

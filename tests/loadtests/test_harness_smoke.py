@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,14 @@ from loadtests.client import Target
 from loadtests.fake_upstream import FakeConfig, FakeUpstream, ServerThread
 from loadtests.loadgen import Scenario, run_scenario
 from loadtests.report import format_table
-from loadtests.services import ALIAS, Service, running, start_tandem, start_upstream
+from loadtests.services import (
+    ALIAS,
+    Service,
+    running,
+    start_floor,
+    start_tandem,
+    start_upstream,
+)
 from loadtests.stats import max_in_window, percentile
 
 TTFT_S = 0.03
@@ -142,3 +150,20 @@ def _leaves(value: object) -> Iterator[object]:
 
 def _has_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+async def test_the_floor_relay_passes_every_stream_through_intact(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    logs = tmp_path_factory.mktemp("floor")
+    upstream = start_upstream(logs, None, ttft=TTFT_S, itl=ITL_S, chunks=CHUNKS)
+    with running([upstream]):
+        floor = start_floor(logs, None, upstream, Path(sys.executable))
+        with running([floor]):
+            target = Target("floor", floor.base_url, ALIAS, pid=floor.pid)
+            report = await run_scenario(SCENARIO, target, expected_chunks=CHUNKS)
+
+    assert report.errors == 0
+    assert report.requests >= 4
+    assert report.chunks_per_request == (CHUNKS, CHUNKS)
+    assert report.ttft_ms.p50 >= TTFT_S * 1000
