@@ -2,22 +2,24 @@
 
 `python -m loadtests.compare --targets direct floor tandem` runs it as the `floor` target, in
 Tandem's environment (the same uvicorn, uvloop, httptools and aiohttp), pinned to the gateway's
-core. It reads the request body, posts it to the upstream as it is and passes the upstream's
-bytes back as they arrive: no validation, keys, limits, policy, events, metrics or logs. It
-schedules Python's collector as Tandem does (gateway/observability/collector.py), whose pauses
-would otherwise be most of its tail. What it adds to the direct path is what the HTTP stack
-alone costs, the level under which no work in Tandem's own code can bring Tandem's relay.
+core. It reads the request body as Tandem's gate does (`gate.read_body`, at the default size
+limit), posts it to the upstream as it is and passes the upstream's bytes back as they arrive:
+no validation, keys, rate limits, policy, events, metrics or logs. It schedules Python's
+collector as Tandem does (gateway/observability/collector.py), whose pauses would otherwise be
+most of its tail. What it adds to the direct path is what the HTTP stack alone costs, the level
+under which no work in Tandem's own code can bring Tandem's relay.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import aiohttp
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.gate import read_body
+from gateway.backends.openai_http import OpenAIBackendConfig
 from gateway.core.config import Settings
 from gateway.observability.collector import Collector
 
@@ -29,7 +31,9 @@ class FloorRelay:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
-        self.collector = Collector(Settings.model_fields["gc_interval_seconds"].default)
+        defaults = Settings.model_fields
+        self.collector = Collector(defaults["gc_interval_seconds"].default)
+        self.body_limit: int = defaults["max_body_bytes"].default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -41,8 +45,9 @@ class FloorRelay:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # as Tandem's backends do: no pool limit below the load, no cookies kept
-                connector = aiohttp.TCPConnector(limit=0)
+                # as Tandem's backends do: their default pool size, no cookies kept
+                pool = OpenAIBackendConfig.model_fields["max_connections"].default
+                connector = aiohttp.TCPConnector(limit=pool)
                 self.session = aiohttp.ClientSession(
                     connector=connector, cookie_jar=aiohttp.DummyCookieJar()
                 )
@@ -57,26 +62,17 @@ class FloorRelay:
 
     async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.session is not None
-        body = await read_body(receive)
+        body = await read_body(scope, receive, self.body_limit)
         url = self.upstream + scope["path"].removeprefix("/v1")
         method = scope["method"]
         async with self.session.request(method, url, data=body or None) as upstream:
             kind = upstream.headers.get("content-type", "")
             headers = STREAM_HEADERS if kind.startswith("text/event-stream") else JSON_HEADERS
-            start: dict[str, Any] = {"type": "http.response.start", "headers": headers}
-            await send({**start, "status": upstream.status})
+            status = upstream.status
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             async for data in upstream.content.iter_any():
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
