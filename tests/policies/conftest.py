@@ -90,6 +90,10 @@ class Outcome:
         return self.report.extra
 
 
+#: under pytest's own per-test timeout (120 s), so a large model that hangs still fails a test
+STALL_DEADLINE_S = 60.0
+
+
 def collab(small: Any, large: Any) -> CollabPolicy:
     return CollabPolicy("collab", {"small": small, "large": large})
 
@@ -102,8 +106,12 @@ async def run_collab(
     **request: Any,
 ) -> Outcome:
     policy = policy or collab(small, large)
+    # past its deadline (10 s by default) an intervention falls back to the small model's token:
+    # a shared machine that stalls for seconds would make a test of the texts a test of that
+    # fallback; the tests of the deadline set their own
+    params = {"deadline": STALL_DEADLINE_S, **(params or {})}
     body = {"model": "collab", "messages": QUESTION, "max_tokens": 16, "temperature": 0}
     body.update(request)
     chat = ChatCompletionRequest.model_validate(body)
-    events = [e async for e in policy.chat(chat, policy.parse_params(params or {}))]
+    events = [e async for e in policy.chat(chat, policy.parse_params(params))]
     return Outcome(events)
