@@ -301,6 +301,11 @@ def test_direct_relays_vllm_streamed_and_whole(fleet: OpenAI, vllm_server: VLLMS
 
 # -- the last test of the module: it kills the module's server ------------------------------
 
+#: tokens of each answer in flight when vLLM dies: half a minute or more of vLLM's writing
+LONG = 512
+#: a question whose plan runs past 256 tokens on vLLM (SmolLM2 counts, "1. The answer is 1.")
+COUNTING = "Count from 1 to 300, one number per line."
+
 
 @pytest.mark.timeout(400)
 def test_vllm_killed_mid_answer_degrades_collab_and_hawkeye(
@@ -308,8 +313,13 @@ def test_vllm_killed_mid_answer_degrades_collab_and_hawkeye(
 ) -> None:
     """vLLM dies (SIGKILL) while a collab answer and a HAWKEYE plan stream: both finish on the
     small model, as do requests after; not one fails, and the gateway stays ready, its
-    aliases degraded. No `relay` alias here: without vLLM it could not serve at all."""
-    catalog = fleet_catalog(vllm_server.url, tiny_folder, plan_tokens=64)
+    aliases degraded. No `relay` alias here: without vLLM it could not serve at all.
+
+    Both answers are long (vLLM writes a token in 60-160 ms here), so that neither can end
+    before the kill even when the test's client stalls for seconds: a CI run's client read its
+    second chunk after 9 s, when all 64 tokens it had asked for were written. After the kill the
+    tiny model writes the rest in milliseconds a token."""
+    catalog = fleet_catalog(vllm_server.url, tiny_folder, plan_tokens=LONG)
     path = write_catalog(tmp_path_factory.mktemp("fleet-killed"), catalog)
     shown = {"tandem": {"provenance": True}}
     with (
@@ -318,15 +328,15 @@ def test_vllm_killed_mid_answer_degrades_collab_and_hawkeye(
     ):
         collab = iter(
             client.completions.create(
-                model="pair", prompt="Once upon a time", max_tokens=64, temperature=0,
+                model="pair", prompt="Once upon a time", max_tokens=LONG, temperature=0,
                 stream=True, extra_body=shown,
             )
         )  # fmt: skip
         by_large = list(until(collab, 2, lambda c: source_of(c.choices[0]) == "large"))
         hawkeye = iter(
             client.chat.completions.create(
-                model="plan", messages=[{"role": "user", "content": QUESTION}], max_tokens=96,
-                temperature=0, stream=True,
+                model="plan", messages=[{"role": "user", "content": COUNTING}],
+                max_tokens=LONG + 64, temperature=0, stream=True,
             )
         )  # fmt: skip
         planned = list(until(hawkeye, 1, lambda c: reasoning_of(c.choices[0].delta)))
