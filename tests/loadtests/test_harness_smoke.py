@@ -153,15 +153,13 @@ def _has_nan(value: object) -> bool:
 
 
 async def test_the_floor_relay_passes_every_stream_through_intact(
-    tmp_path_factory: pytest.TempPathFactory,
+    stack: tuple[Service, Service], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    logs = tmp_path_factory.mktemp("floor")
-    upstream = start_upstream(logs, None, ttft=TTFT_S, itl=ITL_S, chunks=CHUNKS)
-    with running([upstream]):
-        floor = start_floor(logs, None, upstream, Path(sys.executable))
-        with running([floor]):
-            target = Target("floor", floor.base_url, ALIAS, pid=floor.pid)
-            report = await run_scenario(SCENARIO, target, expected_chunks=CHUNKS)
+    upstream, _ = stack
+    floor = start_floor(tmp_path_factory.mktemp("floor"), None, upstream, Path(sys.executable))
+    with running([floor]):
+        target = Target("floor", floor.base_url, ALIAS, pid=floor.pid)
+        report = await run_scenario(SCENARIO, target, expected_chunks=CHUNKS)
 
     assert report.errors == 0
     assert report.requests >= 4
